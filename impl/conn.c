@@ -1,0 +1,111 @@
+/* conn.c - one client connection: read what fits, write back what is owed.
+ *
+ * This is the whole echo logic, shared by every server. The event-loop
+ * servers call echo_conn_service() when the descriptor is ready; the
+ * blocking servers call it in a loop on a blocking socket (echo_stream). */
+#include "echo.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+struct echo_conn *echo_conn_new(int fd)
+{
+    /* Only the header needs clearing: buf is written before it is read. */
+    struct echo_conn *c = malloc(sizeof(*c));
+
+    if (c == NULL)
+        return NULL;
+    c->fd = fd;
+    c->eof = 0;
+    c->watched = 0;
+    c->head = 0;
+    c->tail = 0;
+    return c;
+}
+
+void echo_conn_free(struct echo_conn *c)
+{
+    if (c == NULL)
+        return;
+    /* Linux releases the descriptor even when close() reports an error, and
+     * by now all data has been handed to the kernel: nothing to retry. */
+    (void)close(c->fd);
+    free(c);
+}
+
+static int would_block(int e)
+{
+    return e == EAGAIN || e == EWOULDBLOCK || e == EINTR;
+}
+
+/* Moves bytes for one readiness event. Returns the readiness the connection
+ * waits for next (ECHO_READ and/or ECHO_WRITE), or ECHO_CONN_CLOSE when it is
+ * over: the client finished and got every byte, or the connection failed. */
+int echo_conn_service(struct echo_conn *c, unsigned ready)
+{
+    unsigned want = 0;
+
+    if ((ready & ECHO_READ) && !c->eof && c->tail < ECHO_BUF_SIZE) {
+        ssize_t n = recv(c->fd, c->buf + c->tail, ECHO_BUF_SIZE - c->tail, 0);
+
+        if (n > 0)
+            c->tail += (size_t)n;
+        else if (n == 0)
+            c->eof = 1; /* half-close: still owe everything buffered */
+        else if (!would_block(errno))
+            return ECHO_CONN_CLOSE; /* reset: this connection only */
+    }
+
+    /* Write at once instead of waiting for a writable event: the socket
+     * almost always has room, and this saves a wakeup per read. */
+    while (c->head < c->tail) {
+        ssize_t n = send(c->fd, c->buf + c->head, c->tail - c->head, MSG_NOSIGNAL);
+
+        if (n > 0) {
+            c->head += (size_t)n; /* a short write keeps the rest owed */
+        } else if (n < 0 && would_block(errno)) {
+            if (errno != EINTR)
+                break;
+        } else {
+            return ECHO_CONN_CLOSE; /* EPIPE, ECONNRESET: the client is gone */
+        }
+    }
+
+    if (c->head == c->tail) {
+        c->head = c->tail = 0;
+    } else if (c->head >= ECHO_BUF_SIZE / 2) {
+        /* Room to read again without waiting for a slow reader to drain
+         * everything; at most half the buffer moves. */
+        memmove(c->buf, c->buf + c->head, c->tail - c->head);
+        c->tail -= c->head;
+        c->head = 0;
+    }
+
+    if (c->eof && c->tail == 0)
+        return ECHO_CONN_CLOSE; /* all owed bytes sent: close sends the FIN */
+    if (!c->eof && c->tail < ECHO_BUF_SIZE)
+        want |= ECHO_READ;
+    if (c->head < c->tail)
+        want |= ECHO_WRITE;
+    return (int)want;
+}
+
+/* Serves one connection on a blocking socket until it is over, then closes
+ * it. Blocking sends complete in full or fail, so nothing stays owed between
+ * reads, and a client that stops reading stops the echo (backpressure). */
+int echo_stream(int fd)
+{
+    struct echo_conn *c = echo_conn_new(fd);
+
+    if (c == NULL) {
+        (void)close(fd);
+        return ECHO_ERR;
+    }
+    while (echo_conn_service(c, ECHO_READ | ECHO_WRITE) != ECHO_CONN_CLOSE)
+        ;
+    echo_conn_free(c);
+    return ECHO_OK;
+}

@@ -1,0 +1,28 @@
+/* echo-blocking - one client at a time, start to finish.
+ *
+ * The simplest correct echo server, and deliberately not concurrent: while
+ * one client is served, the next ones wait in the listen queue. A client
+ * that stops reading therefore stops the whole server; that is the price of
+ * blocking I/O without threads, and why the conformance registry marks this
+ * server as lacking the "concurrent" capability. */
+#include "echo.h"
+
+const char echo_server_name[] = "echo-blocking";
+
+int echo_serve(int listen_fd, const struct echo_config *cfg, char *err)
+{
+    struct echo_acceptor acceptor;
+
+    (void)cfg; /* max_conns is always 1 here */
+    if (echo_acceptor_init(&acceptor, listen_fd, err) != ECHO_OK)
+        return ECHO_ERR;
+    for (;;) {
+        int fd = echo_accept_wait(&acceptor, 0, err);
+
+        if (fd < 0)
+            break;
+        echo_stream(fd);
+    }
+    echo_acceptor_close(&acceptor);
+    return ECHO_ERR;
+}
