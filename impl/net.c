@@ -205,6 +205,10 @@ int echo_accept(struct echo_acceptor *a, int flags)
              * writes (Nagle) would only add the peer's delayed-ACK time.
              * Failing to set it costs latency, not correctness. */
             (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+            /* A reserve that could not be reopened after it was spent is
+             * taken back as soon as descriptors are free again. */
+            if (a->reserve_fd < 0)
+                a->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
             return fd;
         }
         if (errno == EINTR)
