@@ -62,7 +62,9 @@ int echo_parse_args(int argc, char **argv, struct echo_config *cfg, char *err)
         }
         if (option_is(arg, "--host")) {
             val = option_value(argc, argv, &i, "--host");
-            if (val == NULL || val[0] == '\0' || strlen(val) >= sizeof(cfg->host)) {
+            /* "--host --port 7" is a forgotten address, not a host named "--port" */
+            if (val == NULL || val[0] == '\0' || val[0] == '-' ||
+                strlen(val) >= sizeof(cfg->host)) {
                 echo_set_error(err, "--host needs an address");
                 return ECHO_ERR;
             }

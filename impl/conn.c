@@ -11,6 +11,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+/* Planted bugs prove that the fuzzers find what they must (fuzz/README.md);
+ * they exist only in fuzzing builds and can never reach a server. */
+#if (defined(ECHO_PLANT_SHORT_WRITE) || defined(ECHO_PLANT_DROP_ON_EOF)) && \
+    !defined(FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION)
+#error "planted bugs are for fuzzing builds only"
+#endif
+
 struct echo_conn *echo_conn_new(int fd)
 {
     /* Only the header needs clearing: buf is written before it is read. */
@@ -51,12 +58,16 @@ int echo_conn_service(struct echo_conn *c, unsigned ready)
     if ((ready & ECHO_READ) && !c->eof && c->tail < ECHO_BUF_SIZE) {
         ssize_t n = recv(c->fd, c->buf + c->tail, ECHO_BUF_SIZE - c->tail, 0);
 
-        if (n > 0)
+        if (n > 0) {
             c->tail += (size_t)n;
-        else if (n == 0)
+        } else if (n == 0) {
             c->eof = 1; /* half-close: still owe everything buffered */
-        else if (!would_block(errno))
+#ifdef ECHO_PLANT_DROP_ON_EOF
+            return ECHO_CONN_CLOSE;
+#endif
+        } else if (!would_block(errno)) {
             return ECHO_CONN_CLOSE; /* reset: this connection only */
+        }
     }
 
     /* Write at once instead of waiting for a writable event: the socket
@@ -66,6 +77,9 @@ int echo_conn_service(struct echo_conn *c, unsigned ready)
 
         if (n > 0) {
             c->head += (size_t)n; /* a short write keeps the rest owed */
+#ifdef ECHO_PLANT_SHORT_WRITE
+            c->head = c->tail;
+#endif
         } else if (n < 0 && would_block(errno)) {
             if (errno != EINTR)
                 break;
@@ -94,8 +108,9 @@ int echo_conn_service(struct echo_conn *c, unsigned ready)
 }
 
 /* Serves one connection on a blocking socket until it is over, then closes
- * it. Blocking sends complete in full or fail, so nothing stays owed between
- * reads, and a client that stops reading stops the echo (backpressure). */
+ * it. echo_conn_service() keeps sending until everything read is written
+ * (a short send only means another round), so a client that stops reading
+ * blocks the echo and, through it, further reads: backpressure. */
 int echo_stream(int fd)
 {
     struct echo_conn *c = echo_conn_new(fd);

@@ -137,17 +137,20 @@ int echo_loop_step(struct echo_loop *l, int timeout_ms, char *err)
 {
     int n, wait = timeout_ms;
 
+    if (!l->listening && now_ms() >= l->resume_ms) {
+        if (be_watch(l->be, l->acceptor.listen_fd, 0, ECHO_READ) == ECHO_OK)
+            l->listening = 1;
+        else
+            l->resume_ms = now_ms() + ECHO_ACCEPT_BACKOFF_MS;
+    }
     if (!l->listening) {
+        /* wake up when the back-off ends, unless the caller wants it sooner */
         long long left = l->resume_ms - now_ms();
 
-        if (left <= 0) {
-            if (be_watch(l->be, l->acceptor.listen_fd, 0, ECHO_READ) == ECHO_OK)
-                l->listening = 1;
-            else
-                l->resume_ms = now_ms() + ECHO_ACCEPT_BACKOFF_MS;
-        }
-        if (!l->listening && (wait < 0 || left < wait))
-            wait = left > 0 ? (int)left : ECHO_ACCEPT_BACKOFF_MS;
+        if (left < 0)
+            left = 0;
+        if (wait < 0 || left < wait)
+            wait = (int)left;
     }
 
     n = be_wait(l->be, l->events, ECHO_LOOP_EVENTS, wait);
