@@ -1,0 +1,5 @@
+import sys
+
+from echoconf.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The conformance cases, one test module per family (see conformance/README.md)."""

@@ -1,0 +1,103 @@
+"""close.*: half-close (RFC 9293 §3.6), the server never closing first (RFC 862), aborts."""
+
+from __future__ import annotations
+
+import time
+
+from echoconf.caselib import KiB, MiB, Ctx, case
+from echoconf.client import Deadline, Flow, connect, exchange, fill_until_stall, reset, probe
+from echoconf.oracle import CaseFailure, check_stream
+from echoconf.steps import SENTINEL, alive, roundtrip, with_death
+from echoconf.target import Target
+
+FLUSH_HINT = "output still queued when the client half-closed was dropped (FM-05)"
+
+
+@case("close.half-close-flush", "derived", "N in {1, 1023, 1024, 10000, 1 MiB, 16 MiB}: send, SHUT_WR, "
+      "read to EOF: equal, ended by FIN not RST", fm=["FM-05"], timeout=120)
+def test_half_close_flush(server: Target, ctx: Ctx) -> None:
+    for n in ctx.profile.flush_sizes:
+        roundtrip(server, [ctx.payload(n)], f"{n} bytes in one write, then SHUT_WR",
+                  deadline=10 + n / MiB * 0.5, hint=FLUSH_HINT, half_close=True)
+
+
+@case("close.half-close-eof", "derived", "bare SHUT_WR with no data: EOF (FIN) within 1 s", fm=["FM-19"])
+def test_half_close_eof(server: Target) -> None:
+    roundtrip(server, [], "SHUT_WR with no data", deadline=1.0, half_close=True)
+
+
+@case("close.no-early-close", "rfc862", "the server never closes first: after an idle 1 s and after half "
+      "the data, the connection is still open and echoing", fm=["R3"])
+def test_no_early_close(server: Target, ctx: Ctx) -> None:
+    half1, half2 = ctx.payload(32 * KiB, "1"), ctx.payload(32 * KiB, "2")
+    sock = connect(server.addr, 2.0, factory=server.factory())
+    try:
+        time.sleep(1.0)  # idle; whether the server hung up shows in the bytes that follow
+        f1 = Flow(sock, [half1], shut_wr=False)
+        exchange([f1], Deadline(5.0))
+        f2 = Flow(sock, [half2, SENTINEL], shut_wr=False)
+        if f1.end == "open":
+            exchange([f2], Deadline(5.0))
+    finally:
+        sock.close()
+    observed = f1.data + f2.data
+    end = f2.end if f2.end != "open" else f1.end
+    try:
+        check_stream("idle 1 s, 32 KiB, 32 KiB more, a sentinel", half1 + half2 + SENTINEL, observed, end,
+                     deadline=5.0, graceful_end=False,
+                     shortfall_hint="the server closed the connection although the client had not "
+                     "terminated it; RFC 862: echoing continues until the calling user terminates (R3)")
+    except CaseFailure as e:
+        raise with_death(server, e)
+
+
+@case("close.reset-pending", "robust", "a client sends 6 MiB without reading, then resets (SO_LINGER 0): "
+      "the server survives and a fresh client is served within 1 s", fm=["FM-07", "FM-08"])
+def test_reset_pending(server: Target) -> None:
+    sock = connect(server.addr, 2.0, factory=server.factory())
+    sent = fill_until_stall(sock, 6 * MiB, Deadline(10.0), stall=0.2)
+    reset(sock)
+    alive(server, f"a client sent {sent} bytes without reading and then reset the connection")
+    alive(server, "the reset and one successful probe", settle=0.1)
+
+
+def _connect_many(server: Target, n: int, rst: bool) -> None:
+    for i in range(n):
+        try:
+            s = connect(server.addr, 2.0, factory=server.factory())
+        except OSError as e:
+            raise with_death(server, CaseFailure(
+                f"Connection {i + 1} of {n} (each {'reset' if rst else 'closed'} at once) failed: {e}.",
+                connections=i))
+        reset(s) if rst else s.close()
+        if i % 16 == 15:
+            # Let a one-at-a-time server drain its accept queue before we go on.
+            problem = probe(server.addr, 2.0, server.factory())
+            if problem:
+                raise with_death(server, CaseFailure(
+                    f"After {i + 1} connections that were {'reset' if rst else 'closed'} without data, "
+                    f"{problem}.", connections=i + 1))
+
+
+@case("close.connect-close", "robust", "200 x connect and close with no data: the server survives and "
+      "serves the next client", fm=["FM-11"])
+def test_connect_close(server: Target) -> None:
+    _connect_many(server, 200, rst=False)
+    alive(server, "200 connections opened and closed without data")
+
+
+@case("close.connect-reset", "robust", "200 x connect then immediate RST: the server survives and serves "
+      "the next client", fm=["FM-08", "FM-12"])
+def test_connect_reset(server: Target) -> None:
+    _connect_many(server, 200, rst=True)
+    alive(server, "200 connections opened and reset at once", settle=0.1)
+
+
+@case("close.vanish-while-writing", "robust", "a client sends 2 MiB then closes without reading while the "
+      "server writes: server survives, next client served", fm=["FM-07"])
+def test_vanish_while_writing(server: Target) -> None:
+    sock = connect(server.addr, 2.0, factory=server.factory())
+    sent = fill_until_stall(sock, 2 * MiB, Deadline(10.0), stall=0.2)
+    sock.close()  # unread data: the kernel answers with RST while the server still writes
+    alive(server, f"a client sent {sent} bytes and closed without reading its echo")
+    alive(server, "the vanished client and one successful probe", settle=0.1)

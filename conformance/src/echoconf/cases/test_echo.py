@@ -1,0 +1,190 @@
+"""echo.*: RFC 862 "any data received is sent back", byte-exact, under any chunking."""
+
+from __future__ import annotations
+
+import time
+
+from hypothesis import given, strategies as st
+
+from echoconf.caselib import KiB, Ctx, case
+from echoconf.client import Deadline, Flow, chunked, connect, exchange, recv_exactly, send_all
+from echoconf.oracle import CaseFailure, check_stream
+from echoconf.steps import SENTINEL, distinct, judge, roundtrip, with_death
+from echoconf.target import Target
+
+
+@case("echo.basic", "rfc862", 'b"ping" comes back byte-exact')
+def test_basic(server: Target) -> None:
+    roundtrip(server, [b"ping"], 'b"ping"', deadline=2)
+
+
+@case("echo.byte-values", "rfc862", "all 256 byte values (bytes(range(256)) x 64) come back exact",
+      fm=["FM-20"])
+def test_byte_values(server: Target) -> None:
+    roundtrip(server, chunked(bytes(range(256)) * 64, 4096), "bytes(range(256)) x 64", deadline=5)
+
+
+@case("echo.nul", "rfc862", "64 KiB of 0x00 and text with embedded NULs come back exact", fm=["FM-20"])
+def test_nul(server: Target) -> None:
+    roundtrip(server, [b"\x00" * (64 * KiB)], "64 KiB of 0x00", deadline=5)
+    roundtrip(server, [b"hello\x00world\x00\x00!", b"\x00tail"], "text with embedded NULs", deadline=5)
+
+
+@case("echo.crlf", "rfc862", "CR, LF, CRLF, lone LF, no trailing newline: exact", fm=["FM-20"])
+def test_crlf(server: Target) -> None:
+    for payload in (b"line\r\n", b"a\nb\n", b"\r", b"\n", b"\r\n\r\n", b"cr\rlf\ncrlf\r\nend",
+                    b"no newline at end", b"\n\r"):
+        roundtrip(server, [payload], f"{payload!r}", deadline=2)
+
+
+@case("echo.empty-writes", "rfc862",
+      "zero-length sends interleaved with data change nothing; the connection stays open", fm=["FM-19"])
+def test_empty_writes(server: Target) -> None:
+    chunks = [b"", b"abc", b"", b"", b"def", b"", b"\x00", b""]
+    data = b"".join(chunks)
+    sock = connect(server.addr, 2.0, factory=server.factory(), nodelay=True)
+    try:
+        flow = Flow(sock, chunks, shut_wr=False)
+        exchange([flow], Deadline(3.0))
+        if flow.data != data:
+            judge(server, flow, "data interleaved with zero-length writes", deadline=3.0)
+        # Still open and still echoing after the empty writes.
+        flow2 = Flow(sock, [SENTINEL], shut_wr=False)
+        exchange([flow2], Deadline(3.0))
+        judge(server, flow2, "a sentinel after zero-length writes", deadline=3.0,
+              hint="the connection did not stay usable after zero-length writes (FM-19)")
+    finally:
+        sock.close()
+
+
+@case("echo.sizes", "rfc862", "single writes of k*2^m and k*2^m +-1 bytes (m=8..16) exact", fm=["FM-22"])
+def test_sizes(server: Target, ctx: Ctx) -> None:
+    for m in range(8, 17):
+        for n in (2 ** m - 1, 2 ** m, 2 ** m + 1):
+            roundtrip(server, [ctx.payload(n)], f"one write of {n} bytes", deadline=5)
+
+
+@case("echo.large", "rfc862", "64 MiB (16 MiB quick) streamed while reading concurrently: exact",
+      fm=["FM-01"], timeout=120)
+def test_large(server: Target, ctx: Ctx) -> None:
+    n = ctx.profile.large
+    roundtrip(server, chunked(ctx.payload(n), 256 * KiB), f"{n >> 20} MiB streamed", deadline=20)
+
+
+@case("echo.pipelined", "rfc862", "1000 small writes sent before any read: the concatenation comes back",
+      fm=["FM-21"])
+def test_pipelined(server: Target, ctx: Ctx) -> None:
+    rng = ctx.rng()
+    chunks = [f"[{i}:".encode() + rng.randbytes(rng.randrange(0, 24)) + b"]" for i in range(1000)]
+    roundtrip(server, chunks, "1000 small writes before reading", nodelay=True, hold_reads=True,
+              deadline=10)
+
+
+@case("echo.no-extra", "rfc862",
+      "5 then 3 bytes, read 8, then a sentinel: the stream continues with the sentinel, no stale or "
+      "extra bytes", fm=["FM-21"])
+def test_no_extra(server: Target) -> None:
+    sock = connect(server.addr, 2.0, factory=server.factory(), nodelay=True)
+    d = Deadline(5.0)
+    got = b""
+    sent = b""
+    try:
+        for part in (b"12345", b"678"):
+            send_all(sock, part, d)
+            sent += part
+            r = recv_exactly(sock, len(part), d)
+            got += r.data
+            if r.data != part:
+                check_stream("5 bytes, then 3 bytes, each read back", sent, got, r.end,
+                             graceful_end=False, deadline=5.0)
+        flow = Flow(sock, [SENTINEL], shut_wr=False)
+        exchange([flow], d)
+    finally:
+        sock.close()
+    failure = None
+    try:
+        check_stream("5 bytes, 3 bytes, then a sentinel", sent + SENTINEL, got + flow.data,
+                     flow.end, deadline=5.0, graceful_end=False)
+    except CaseFailure as e:
+        failure = e
+    if failure:
+        raise with_death(server, failure)
+
+
+@st.composite
+def payload_and_chunks(draw: st.DrawFn) -> tuple[list[bytes], bool]:
+    special = st.sampled_from([b"\x00", b"\xff", b"\r\n", b"\n", b"\r", b"\x00\x00", b"ab"])
+    payload = draw(st.one_of(
+        st.binary(max_size=4 * KiB),
+        st.lists(special, max_size=200).map(b"".join),
+        st.binary(min_size=1, max_size=64).map(lambda b: b * 1024),
+    ))
+    cuts = draw(st.lists(st.integers(0, len(payload)), max_size=12))
+    bounds = sorted(set(cuts)) + [len(payload)]
+    chunks, prev = [], 0
+    for b in bounds:
+        chunks.append(payload[prev:b])
+        prev = b
+    return chunks, draw(st.booleans())
+
+
+@case("echo.chunking", "derived", "Hypothesis: any payload (NUL, 0xff, CRLF), any chunking, optional "
+      "TCP_NODELAY: exact", fm=["FM-20"], timeout=120)
+@given(plan=payload_and_chunks())
+def test_chunking(server: Target, plan: tuple[list[bytes], bool]) -> None:
+    chunks, nodelay = plan
+    roundtrip(server, chunks, f"{sum(map(len, chunks))} bytes in {len(chunks)} writes"
+              f"{' with TCP_NODELAY' if nodelay else ''}", nodelay=nodelay, deadline=5)
+
+
+@case("echo.sequential", "rfc862", "500 sequential connections, each with distinct data: exact",
+      fm=["FM-11"])
+def test_sequential(server: Target, ctx: Ctx) -> None:
+    for i in range(ctx.profile.sequential):
+        roundtrip(server, [distinct(i, 64 + i % 97, ctx.seed)], f"connection {i + 1} of "
+                  f"{ctx.profile.sequential}", deadline=3)
+
+
+@case("echo.concurrent", "robust", "64 concurrent clients with distinct data, interleaved: each gets "
+      "only its own bytes", fm=["FM-21"], needs=["concurrent"])
+def test_concurrent(server: Target, ctx: Ctx) -> None:
+    payloads = [distinct(i, 16 * KiB, ctx.seed) for i in range(64)]
+    socks = [connect(server.addr, 2.0, factory=server.factory()) for _ in payloads]
+    try:
+        flows = [Flow(s, [*chunked(p, 512), SENTINEL], shut_wr=False) for s, p in zip(socks, payloads)]
+        exchange(flows, Deadline(10.0))
+    finally:
+        for s in socks:
+            s.close()
+    for i, f in enumerate(flows):
+        judge(server, f, f"client {i} of 64 concurrent clients", deadline=10.0,
+              others=[p for j, p in enumerate(payloads) if j != i])
+
+
+@case("echo.pause", "rfc862", "a pause of 3 s mid-connection (5 s thorough, 1 s quick); the connection "
+      "stays open and keeps echoing", fm=["R3"], timeout=60)
+def test_pause(server: Target, ctx: Ctx) -> None:
+    first, second = ctx.payload(1000, "a"), ctx.payload(1000, "b")
+    sock = connect(server.addr, 2.0, factory=server.factory())
+    try:
+        d = Deadline(ctx.profile.pause + 10)
+        send_all(sock, first, d)
+        r = recv_exactly(sock, len(first), d)
+        if r.data != first:
+            check_stream("1000 bytes before the pause", first, r.data, r.end, graceful_end=False)
+        time.sleep(ctx.profile.pause)  # the client is idle; the verdict comes from the bytes after
+        flow = Flow(sock, [second], shut_wr=False)
+        exchange([flow], Deadline(5.0))
+    finally:
+        sock.close()
+    failure = None
+    try:
+        check_stream(f"1000 bytes, a {ctx.profile.pause:g} s pause, 1000 more",
+                     first + second, first + flow.data, flow.end, deadline=5.0, graceful_end=False,
+                     shortfall_hint=f"the server did not keep the connection going after the client "
+                     f"paused for {ctx.profile.pause:g} s; RFC 862 says echoing continues until the "
+                     "client terminates (R3)")
+    except CaseFailure as e:
+        failure = e
+    if failure:
+        raise with_death(server, failure)

@@ -1,0 +1,80 @@
+"""partial.*: short reads and short writes (RFC 9293 §3.7: no message boundaries)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import pytest
+
+from echoconf.caselib import KiB, MiB, Ctx, case
+from echoconf.client import Deadline, Flow, chunked, connect, exchange
+from echoconf.netns import NetNS, NetnsUnavailable
+from echoconf.steps import SENTINEL, distinct, judge, roundtrip
+from echoconf.target import OwnedServer, Target
+
+SHORT_WRITE = "output the server could not write at once was lost: a short write was treated as complete (FM-01)"
+
+
+@case("partial.one-byte-writes", "derived", "4096 1-byte writes with TCP_NODELAY, reading concurrently: "
+      "exact", fm=["FM-01"])
+def test_one_byte_writes(server: Target, ctx: Ctx) -> None:
+    data = ctx.payload(4096)
+    roundtrip(server, [data[i:i + 1] for i in range(len(data))], "4096 one-byte writes with TCP_NODELAY",
+              nodelay=True, deadline=10)
+
+
+@case("partial.slow-reader", "derived", "8 MiB written while the client does not read (SO_RCVBUF 4 KiB), "
+      "then read in 4 KiB pieces with small pauses: exact", fm=["FM-01", "FM-02"], timeout=90)
+def test_slow_reader(server: Target, ctx: Ctx) -> None:
+    data = ctx.payload(8 * MiB)
+    roundtrip(server, chunked(data, 256 * KiB), "8 MiB sent to a client that first does not read, then "
+              "reads 4 KiB at a time", rcvbuf=4 * KiB, hold_reads=True, recv_size=4 * KiB,
+              pause_every=512 * KiB, pause=0.005, deadline=20, hint=SHORT_WRITE)
+
+
+@case("partial.burst-half-close", "derived", "1 MiB in one sendall then SHUT_WR: full echo and EOF "
+      "within 5 s", fm=["FM-16"])
+def test_burst_half_close(server: Target, ctx: Ctx) -> None:
+    roundtrip(server, [ctx.payload(MiB)], "1 MiB in one write, then SHUT_WR", deadline=5, half_close=True,
+              hint="data left in kernel buffers was never drained: edge-triggered readiness not read to "
+              "EAGAIN, or the half-close ended the connection early (FM-16, FM-05)")
+
+
+@case("partial.many-interleaved", "robust", "50 clients x 256 KiB at once: all exact within 10 s",
+      fm=["FM-16"], needs=["concurrent"])
+def test_many_interleaved(server: Target, ctx: Ctx) -> None:
+    payloads = [distinct(i, 256 * KiB, ctx.seed) for i in range(50)]
+    socks = [connect(server.addr, 2.0, factory=server.factory()) for _ in payloads]
+    try:
+        flows = [Flow(s, [*chunked(p, 16 * KiB), SENTINEL], shut_wr=False) for s, p in zip(socks, payloads)]
+        exchange(flows, Deadline(10.0))
+    finally:
+        for s in socks:
+            s.close()
+    for i, f in enumerate(flows):
+        judge(server, f, f"client {i} of 50 clients sending 256 KiB at once", deadline=10.0,
+              others=[p for j, p in enumerate(payloads) if j != i],
+              hint="a connection stalled with data pending (FM-16)")
+
+
+TINY = {"net.ipv4.tcp_wmem": "4096 4096 4096", "net.ipv4.tcp_rmem": "4096 4096 4096"}
+
+
+@case("partial.tiny-buffers", "derived", "the server in its own network namespace with tcp_wmem/tcp_rmem "
+      "of 4 KiB: 4 MiB echo + half-close exact, then FIN", fm=["FM-01"], owned=True, timeout=90)
+def test_tiny_buffers(fresh_server: Callable[..., OwnedServer], ctx: Ctx) -> None:
+    try:
+        ns = NetNS(TINY).__enter__()
+    except NetnsUnavailable as e:
+        pytest.skip(f"could not give the server tiny socket buffers: {e}")
+    srv = None
+    try:
+        srv = fresh_server(wrap=ns.wrap, factory=ns.socket)
+        roundtrip(srv, chunked(ctx.payload(4 * MiB), 64 * KiB), "4 MiB through 4 KiB kernel socket "
+                  "buffers (nearly every send is short), then SHUT_WR", deadline=20,
+                  hint=SHORT_WRITE[:-1] + ", or output queued at the client's half-close was dropped (FM-05)",
+                  half_close=True)
+    finally:
+        if srv is not None:
+            srv.stop()
+        ns.delete()

@@ -1,0 +1,344 @@
+"""robust.*: robustness policy — slow and hostile clients, resource limits, signals, restarts."""
+
+from __future__ import annotations
+
+import os
+import resource
+import selectors
+import signal
+import socket
+import threading
+import time
+from typing import Callable
+
+import pytest
+
+from echoconf.caselib import KiB, MiB, Ctx, case
+from echoconf.client import (Deadline, connect, fill_until_stall, finish, probe, read_to_eof, reset,
+                             send_all)
+from echoconf.oracle import CaseFailure, fail
+from echoconf.steps import alive, chunked, cpu_during, roundtrip, with_death
+from echoconf.target import HarnessError, OwnedServer, Target, fd_count, proc_stat
+
+CPU_LIMIT = 0.10
+
+
+@case("robust.stalled-reader", "robust", "client A (SO_RCVBUF 4 KiB) sends 8 MiB and never reads; client "
+      "B's ping echoes within 1 s; repeated with B doing a 64 KiB echo", fm=["FM-13"], needs=["concurrent"])
+def test_stalled_reader(server: Target, ctx: Ctx) -> None:
+    a = connect(server.addr, 2.0, rcvbuf=4 * KiB, factory=server.factory())
+    try:
+        sent = fill_until_stall(a, 8 * MiB, Deadline(10.0), stall=0.2)
+        problem = probe(server.addr, 1.0, server.factory())
+        if problem:
+            raise with_death(server, CaseFailure(
+                f"While client A had sent {sent} bytes and was not reading its echo, {problem}: one "
+                "stalled reader blocks every other client (head-of-line blocking, FM-13).", stalled_bytes=sent))
+        try:
+            roundtrip(server, chunked(ctx.payload(64 * KiB), 16 * KiB), "client B's 64 KiB echo while "
+                      "client A is stalled", deadline=2.0,
+                      hint="one stalled reader delays other clients (head-of-line blocking, FM-13)")
+        except CaseFailure as e:
+            raise with_death(server, e)
+    finally:
+        finish(a)
+
+
+@case("robust.bounded-memory", "robust", "a client sends up to 256 MiB and never reads: the server stops "
+      "reading after a bounded amount (< 64 MiB accepted), and RSS grows < 64 MiB when owned", fm=["FM-14"],
+      timeout=90)
+def test_bounded_memory(server: Target) -> None:
+    owned = isinstance(server, OwnedServer)
+    rss0 = proc_stat(server.pid)["rss"] if owned else 0
+    a = connect(server.addr, 2.0, rcvbuf=4 * KiB, factory=server.factory())
+    try:
+        sent = fill_until_stall(a, 256 * MiB, Deadline(30.0), stall=0.3)
+        rss1 = proc_stat(server.pid)["rss"] if owned and isinstance(server, OwnedServer) and server.alive() else rss0
+    finally:
+        finish(a, timeout=5.0)
+    if sent >= 64 * MiB:
+        raise with_death(server, CaseFailure(
+            f"The server kept reading from a client that never read its echo: {sent >> 20} MiB accepted "
+            "(limit 64 MiB). It buffers without bound instead of applying backpressure (FM-14).",
+            accepted=sent, rss_growth=rss1 - rss0))
+    if owned and rss1 - rss0 >= 64 * MiB:
+        fail(f"The server's memory (RSS) grew by {(rss1 - rss0) >> 20} MiB while a client sent "
+             f"{sent >> 20} MiB and never read: unbounded buffering (FM-14).", accepted=sent,
+             rss_growth=rss1 - rss0)
+    alive(server, f"a client sent {sent} bytes without reading, then half-closed and drained its echo")
+
+
+@case("robust.no-busy-loop", "robust", "while a client is stalled with output pending and while a "
+      "connection sits half-closed, the server uses < 10 % of a core over 1 s", fm=["FM-03", "FM-19"],
+      owned=True)
+def test_no_busy_loop(server: OwnedServer, ctx: Ctx) -> None:
+    socks: list[socket.socket] = []
+    try:
+        a = connect(server.addr, 2.0, rcvbuf=4 * KiB, factory=server.factory())
+        socks.append(a)
+        fill_until_stall(a, 8 * MiB, Deadline(10.0), stall=0.2)
+        scenario = "a client was stalled with output pending"
+        if ctx.concurrent:
+            b = connect(server.addr, 2.0, rcvbuf=4 * KiB, factory=server.factory())
+            socks.append(b)
+            fill_until_stall(b, 256 * KiB, Deadline(5.0), stall=0.1)
+            b.shutdown(socket.SHUT_WR)
+            scenario += " and another had half-closed with its echo unread"
+        cpu = cpu_during(server, ctx.profile.cpu_window)
+        if not ctx.concurrent:
+            finish(socks.pop())
+            c = connect(server.addr, 2.0, rcvbuf=4 * KiB, factory=server.factory())
+            socks.append(c)
+            fill_until_stall(c, 256 * KiB, Deadline(5.0), stall=0.1)
+            c.shutdown(socket.SHUT_WR)
+            cpu = max(cpu, cpu_during(server, ctx.profile.cpu_window))
+            scenario += "; then while a connection sat half-closed with its echo unread"
+    finally:
+        for s in socks:
+            finish(s)
+    if server.death():
+        raise with_death(server, CaseFailure("The server died.", scenario=scenario))
+    if cpu >= CPU_LIMIT:
+        fail(f"The server used {cpu:.0%} of a core while {scenario} (limit {CPU_LIMIT:.0%}): it "
+             "busy-loops instead of waiting for the socket to become writable or readable (FM-03, FM-19).",
+             cpu=round(cpu, 3), window=ctx.profile.cpu_window)
+    alive(server, scenario)
+
+
+@case("robust.fd-leak", "robust", "1000 connect/close (mixed: close, RST, SHUT_WR) cycles: descriptor count "
+      "returns to baseline +-2", fm=["FM-11"], owned=True, timeout=90)
+def test_fd_leak(server: OwnedServer, ctx: Ctx) -> None:
+    alive(server, "starting")
+    base = fd_count(server.pid)
+    n = ctx.profile.cycles
+    for i in range(n):
+        d = Deadline(2.0)
+        try:
+            s = connect(server.addr, 2.0, factory=server.factory())
+        except OSError as e:
+            raise with_death(server, CaseFailure(f"Cycle {i + 1} of {n}: connect failed: {e}.", cycles=i))
+        mode = i % 4
+        if mode == 0:
+            send_all(s, b"x", d)
+            s.recv(1)
+            s.close()
+        elif mode == 1:
+            reset(s)
+        elif mode == 2:
+            s.shutdown(socket.SHUT_WR)
+            r = read_to_eof(s, d)
+            s.close()
+            if r.end != "FIN":
+                raise with_death(server, CaseFailure(
+                    f"Cycle {i + 1}: after a bare SHUT_WR the server's side ended with {r.end}, not FIN.",
+                    cycles=i))
+        else:
+            s.close()
+    alive(server, f"{n} connect/close cycles")
+    deadline = Deadline(2.0)
+    count = fd_count(server.pid)
+    while abs(count - base) > 2 and not deadline.expired():
+        time.sleep(0.02)  # polling for the server to finish closing; the verdict is the count
+        count = fd_count(server.pid)
+    if abs(count - base) > 2:
+        fail(f"After {n} connections (closed, reset or half-closed by the client) the server holds "
+             f"{count - base} more descriptors than before ({base} -> {count}): it leaks a descriptor "
+             "on some close path (FM-11).", baseline=base, after=count, cycles=n)
+
+
+def _served_or_closed(socks: list[socket.socket], timeout: float) -> list[int]:
+    """Each client sent b"ping"; return the indexes that neither got it back nor saw FIN/RST in time."""
+    sel = selectors.DefaultSelector()
+    got = {i: b"" for i in range(len(socks))}
+    for i, s in enumerate(socks):
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ, i)
+    pending = set(got)
+    d = Deadline(timeout)
+    try:
+        while pending and not d.expired():
+            for key, _ in sel.select(d.remaining()):
+                i = key.data
+                try:
+                    chunk = socks[i].recv(64)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    chunk = b""
+                got[i] += chunk
+                if not chunk or len(got[i]) >= 4:
+                    pending.discard(i)
+                    sel.unregister(socks[i])
+    finally:
+        sel.close()
+    return sorted(pending)
+
+
+def _open_pinging(server: Target, n: int) -> list[socket.socket]:
+    socks = []
+    for _ in range(n):
+        s = connect(server.addr, 2.0, factory=server.factory())
+        try:
+            s.send(b"ping")
+        except OSError:
+            pass
+        socks.append(s)
+    return socks
+
+
+def _sequential_pings(server: Target, n: int, timeout: float) -> list[int]:
+    hung = []
+    for i in range(n):
+        s = connect(server.addr, 2.0, factory=server.factory())
+        try:
+            send_all(s, b"ping", Deadline(timeout))
+            s.shutdown(socket.SHUT_WR)
+            if read_to_eof(s, Deadline(timeout)).end == "timeout":
+                hung.append(i)
+        except OSError:
+            pass
+        finally:
+            s.close()
+    return hung
+
+
+@case("robust.fd-exhaustion", "robust", "RLIMIT_NOFILE lowered to 64 (prlimit): clients past the limit are "
+      "each either served or closed within 2 s, none hangs; CPU < 10 % meanwhile; after they go, the "
+      "liveness probe passes", fm=["FM-10"], owned=True)
+def test_fd_exhaustion(fresh_server: Callable[..., OwnedServer], ctx: Ctx) -> None:
+    srv = fresh_server()
+    resource.prlimit(srv.pid, resource.RLIMIT_NOFILE, (64, 64))
+    n = 64 + 8
+    socks: list[socket.socket] = []
+    try:
+        if ctx.concurrent:
+            socks = _open_pinging(srv, n)
+            hung = _served_or_closed(socks, 2.0)
+            cpu = cpu_during(srv, ctx.profile.cpu_window / 2)
+        else:
+            hung = _sequential_pings(srv, n, 2.0)
+            cpu = 0.0
+    finally:
+        for s in socks:
+            s.close()
+    if hung:
+        raise with_death(srv, CaseFailure(
+            f"{len(hung)} of {n} clients neither got their echo nor were closed within 2 s while the server "
+            "was at its descriptor limit (RLIMIT_NOFILE 64): connections past the limit hang (FM-10).",
+            hung=len(hung), clients=n))
+    if cpu >= CPU_LIMIT:
+        fail(f"At its descriptor limit the server used {cpu:.0%} of a core: it spins on a listener it "
+             "cannot accept from (FM-10).", cpu=round(cpu, 3))
+    alive(srv, f"{n} clients at a descriptor limit of 64 went away", timeout=2.0)
+
+
+@case("robust.fd-setsize", "robust", "server started with ~1016 descriptors held (listener near fd 1019): "
+      "8 connections each either echo or close within 1 s; the server stays alive and serves a client "
+      "after", fm=["FM-09"], owned=True)
+def test_fd_setsize(fresh_server: Callable[..., OwnedServer], ctx: Ctx) -> None:
+    srv = fresh_server(hold_fds=1016)
+    socks: list[socket.socket] = []
+    try:
+        if ctx.concurrent:
+            socks = _open_pinging(srv, 8)
+            hung = _served_or_closed(socks, 1.0)
+        else:
+            hung = _sequential_pings(srv, 8, 1.0)
+    finally:
+        for s in socks:
+            s.close()
+    died = srv.death(grace=0.2)
+    if died:
+        raise with_death(srv, CaseFailure(f"With descriptors above 1023 in use, {died}: fd_set overflow "
+                                          "(select() and FD_SETSIZE, FM-09).", clients=8))
+    if hung:
+        fail(f"{len(hung)} of 8 connections on descriptors above 1023 neither echoed nor were closed within "
+             "1 s: the server cannot watch them (select() and FD_SETSIZE, FM-09).", hung=len(hung))
+    alive(srv, "8 connections on descriptors above 1023")
+
+
+@case("robust.eintr", "robust", "SIGSTOP/SIGCONT while idle and during a 16 MiB echo: still alive, echo "
+      "intact", fm=["FM-04"], owned=True, timeout=90)
+def test_eintr(fresh_server: Callable[..., OwnedServer], ctx: Ctx) -> None:
+    srv = fresh_server()
+    pid = srv.pid
+    try:
+        os.kill(pid, signal.SIGSTOP)
+        time.sleep(0.1)  # pacing: let the stop take effect
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    alive(srv, "SIGSTOP and SIGCONT while idle (an interrupted wait must be restarted, FM-04)")
+    errors: list[BaseException] = []
+
+    def echo() -> None:
+        try:
+            roundtrip(srv, chunked(ctx.payload(16 * MiB), 256 * KiB), "16 MiB echoed while the server is "
+                      "stopped and continued 5 times", deadline=15,
+                      hint="an interrupted system call was treated as fatal (FM-04)")
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread
+            errors.append(e)
+
+    t = threading.Thread(target=echo, daemon=True)
+    t.start()
+    try:
+        for _ in range(5):
+            time.sleep(0.03)
+            os.kill(pid, signal.SIGSTOP)
+            time.sleep(0.03)
+            os.kill(pid, signal.SIGCONT)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    t.join(25)
+    if errors:
+        raise errors[0]
+    alive(srv, "SIGSTOP/SIGCONT during a 16 MiB echo")
+
+
+@case("robust.restart-rebind", "robust", "with connections open (some in TIME_WAIT), SIGKILL and restart on "
+      "the same port: listening again within 1 s", fm=["FM-18"], owned=True)
+def test_restart_rebind(fresh_server: Callable[..., OwnedServer], ctx: Ctx) -> None:
+    srv = fresh_server()
+    port = srv.port
+    held = []
+    try:
+        keep = 5 if ctx.concurrent else 1  # a one-at-a-time server serves only one held connection
+        for i in range(20):
+            if i < 20 - keep:
+                roundtrip(srv, [b"x" * 100], "warm-up echo", deadline=2)
+            else:
+                s = connect(srv.addr, 2.0, factory=srv.factory())
+                send_all(s, b"hold", Deadline(2))
+                s.recv(4)
+                held.append(s)
+        assert srv.inst is not None
+        srv.inst.proc.kill()
+        srv.inst.proc.wait(5)
+        t0 = time.monotonic()
+        try:
+            srv.start(port)
+        except HarnessError as e:
+            fail(f"After SIGKILL with connections open, the server could not listen on port {port} again: "
+                 f"{e}. It probably does not set SO_REUSEADDR (FM-18).", port=port)
+        took = time.monotonic() - t0
+    finally:
+        for s in held:
+            s.close()
+    if took > 1.0:
+        fail(f"After SIGKILL the restarted server listened on port {port} again only after {took:.1f} s "
+             "(limit 1 s) (FM-18).", port=port, seconds=round(took, 2))
+    alive(srv, "a SIGKILL and a restart on the same port")
+
+
+@case("robust.ipv6", "robust", "echo over [::1] (when the server listens on :: or ::1)", fm=["FM-17"],
+      needs=["ipv6"])
+def test_ipv6(server: Target, request: pytest.FixtureRequest) -> None:
+    srv: Target = server
+    if isinstance(server, OwnedServer) and server.spec.announces:
+        srv = request.getfixturevalue("fresh_server")(host="::")
+    port = srv.addr[1]
+    for host in ("::1", "127.0.0.1") if srv is not server else ("::1",):
+        problem = probe((host, port), 1.0)
+        if problem:
+            raise with_death(srv, CaseFailure(
+                f"Over {'IPv6' if ':' in host else 'IPv4'} ([{host}]:{port}) {problem}: the server does not "
+                "serve both address families it should (dual-stack / IPv6 binding, FM-17).", host=host))

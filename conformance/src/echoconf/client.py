@@ -1,0 +1,419 @@
+"""Client-side socket helpers. Every operation has a deadline; none can block forever.
+
+The central piece is `exchange`: one selector loop that drives any number of
+connections at once, writing each payload (in the caller's chunking) while reading
+the echo concurrently, so a server with bounded buffers never deadlocks against us.
+How each stream ended is recorded as FIN, RST or timeout.
+"""
+
+from __future__ import annotations
+
+import errno
+import selectors
+import socket
+import struct
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+Addr = tuple[str, int]
+
+FIN = "FIN"
+RST = "RST"
+TIMEOUT = "timeout"
+OPEN = "open"
+
+
+class Deadline:
+    """A point in monotonic time; `remaining()` never goes below zero."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        return max(0.0, self.end - time.monotonic())
+
+    def expired(self) -> bool:
+        return time.monotonic() >= self.end
+
+
+def family_of(host: str) -> int:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+SocketFactory = Callable[[int], socket.socket]
+
+
+def _plain_socket(family: int) -> socket.socket:
+    return socket.socket(family, socket.SOCK_STREAM)
+
+
+def connect(
+    addr: Addr,
+    timeout: float = 2.0,
+    *,
+    rcvbuf: int | None = None,
+    sndbuf: int | None = None,
+    nodelay: bool = False,
+    factory: SocketFactory | None = None,
+) -> socket.socket:
+    """Connect with a deadline. Buffer sizes are set before connect so the window scale fits."""
+    sock = (factory or _plain_socket)(family_of(addr[0]))
+    try:
+        if rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if sndbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+        if nodelay:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(timeout)
+        sock.connect(addr)
+        sock.settimeout(timeout)
+        return sock
+    except BaseException:
+        sock.close()
+        raise
+
+
+def reset(sock: socket.socket) -> None:
+    """Abort the connection: SO_LINGER {1, 0} makes close() send RST."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    sock.close()
+
+
+def finish(sock: socket.socket, timeout: float = 3.0) -> None:
+    """Leave a connection gracefully: SHUT_WR, drain the echo to EOF, close. Falls back to
+    RST if the server does not finish in time. Cleanup after a stalled client uses this, so
+    that the next case does not inherit a reset (and a SIGPIPE-prone server its death)."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        end = read_to_eof(sock, Deadline(timeout), limit=1 << 30).end
+    except OSError:
+        end = RST
+    if end == FIN:
+        sock.close()
+    else:
+        reset(sock)
+
+
+def send_all(sock: socket.socket, data: bytes, deadline: Deadline) -> None:
+    view = memoryview(data)
+    while view:
+        sock.settimeout(max(0.001, deadline.remaining()))
+        if deadline.expired():
+            raise TimeoutError(f"send stalled with {len(view)} bytes unsent")
+        n = sock.send(view)
+        view = view[n:]
+
+
+@dataclass
+class Received:
+    data: bytes
+    end: str  # FIN, RST, timeout, or open (we stopped reading because we had enough)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+def recv_exactly(sock: socket.socket, n: int, deadline: Deadline) -> Received:
+    """Read exactly n bytes unless the stream ends or the deadline passes first."""
+    buf = bytearray()
+    while len(buf) < n:
+        if deadline.expired():
+            return Received(bytes(buf), TIMEOUT)
+        sock.settimeout(max(0.001, deadline.remaining()))
+        try:
+            chunk = sock.recv(min(n - len(buf), 1 << 20))
+        except (socket.timeout, TimeoutError):
+            return Received(bytes(buf), TIMEOUT)
+        except ConnectionResetError:
+            return Received(bytes(buf), RST)
+        if not chunk:
+            return Received(bytes(buf), FIN)
+        buf += chunk
+    return Received(bytes(buf), OPEN)
+
+
+def read_to_eof(sock: socket.socket, deadline: Deadline, limit: int = 1 << 30) -> Received:
+    """Read until FIN, RST or the deadline: tells the three endings apart."""
+    buf = bytearray()
+    while len(buf) <= limit:
+        if deadline.expired():
+            return Received(bytes(buf), TIMEOUT)
+        sock.settimeout(max(0.001, deadline.remaining()))
+        try:
+            chunk = sock.recv(1 << 20)
+        except (socket.timeout, TimeoutError):
+            return Received(bytes(buf), TIMEOUT)
+        except ConnectionResetError:
+            return Received(bytes(buf), RST)
+        if not chunk:
+            return Received(bytes(buf), FIN)
+        buf += chunk
+    return Received(bytes(buf), OPEN)
+
+
+@dataclass
+class Flow:
+    """One connection's traffic plan and what came of it."""
+
+    sock: socket.socket
+    chunks: Sequence[bytes]
+    shut_wr: bool = True
+    cork: bool = False  # TCP_CORK: the FIN rides on the last data segment (no race with it)
+    recv_size: int = 1 << 18
+    # Pacing of the reader (a slow consumer). Pacing never decides a verdict.
+    hold_reads: bool = False  # do not read until the sender stalls
+    pause_every: int = 0  # bytes read between pauses
+    pause: float = 0.0
+    # Results.
+    sent: int = 0
+    received: bytearray = field(default_factory=bytearray)
+    end: str = OPEN
+    send_error: str | None = None
+    _chunk: int = 0
+    _off: int = 0
+    _next_pause_at: int = 0
+    _last_progress: float = 0.0
+    _done_writing: bool = False
+
+    @property
+    def total(self) -> int:
+        return sum(len(c) for c in self.chunks)
+
+    @property
+    def data(self) -> bytes:
+        return bytes(self.received)
+
+
+def exchange(flows: Sequence[Flow], deadline: Deadline, stall: float = 0.1) -> None:
+    """Drive every flow: write its chunks, read concurrently, SHUT_WR when asked.
+
+    A flow finishes at EOF/RST, or (when it does not half-close) once it has read back
+    as many bytes as it sent. Unfinished flows end as `timeout` at the deadline.
+    `stall` only paces hold_reads flows: how long the send side must make no
+    progress before the reader starts.
+    """
+    sel = selectors.DefaultSelector()
+    try:
+        for f in flows:
+            f.sock.setblocking(False)
+            f._last_progress = time.monotonic()
+            if f.cork:
+                f.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+            if not f.chunks or f.total == 0:
+                _finish_writing(f)
+            sel.register(f.sock, _events(f), f)
+        active = len(flows)
+        while active:
+            remaining = deadline.remaining()
+            if remaining <= 0:
+                break
+            now = time.monotonic()
+            timeout = min(remaining, stall / 2 if any(f.hold_reads for f in flows) else remaining)
+            for key, mask in sel.select(timeout):
+                f: Flow = key.data
+                if mask & selectors.EVENT_WRITE and not f._done_writing:
+                    _write_some(f)
+                if mask & selectors.EVENT_READ and f.end == OPEN and _may_read(f, now, stall):
+                    _read_some(f)
+                if f.end != OPEN or (not f.shut_wr and f._done_writing and len(f.received) >= f.total):
+                    sel.unregister(f.sock)
+                    active -= 1
+                else:
+                    sel.modify(f.sock, _events(f), f)
+            now = time.monotonic()
+            for key in list(sel.get_map().values()):
+                f = key.data
+                if f.hold_reads and _may_read(f, now, stall):
+                    sel.modify(f.sock, _events(f), f)
+        for key in list(sel.get_map().values()):
+            f = key.data
+            if f.end == OPEN:
+                f.end = TIMEOUT
+    finally:
+        sel.close()
+        for f in flows:
+            try:
+                f.sock.setblocking(True)
+            except OSError:
+                pass
+
+
+def _events(f: Flow) -> int:
+    ev = 0
+    if not f._done_writing:
+        ev |= selectors.EVENT_WRITE
+    if f.end == OPEN and _may_read(f, time.monotonic(), None):
+        ev |= selectors.EVENT_READ
+    return ev or selectors.EVENT_READ
+
+
+def _may_read(f: Flow, now: float, stall: float | None) -> bool:
+    """A hold_reads flow starts reading once its sender is done or has stalled."""
+    if not f.hold_reads:
+        return True
+    if f._done_writing or (stall is not None and now - f._last_progress >= stall):
+        f.hold_reads = False
+        return True
+    return False
+
+
+def _finish_writing(f: Flow) -> None:
+    f._done_writing = True
+    if f.shut_wr:
+        try:
+            f.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
+def _write_some(f: Flow) -> None:
+    progressed = False
+    while f._chunk < len(f.chunks):
+        chunk = f.chunks[f._chunk]
+        if not chunk:
+            f.sock.send(b"")  # a real zero-length write reaches the kernel
+            f._chunk += 1
+            continue
+        try:
+            n = f.sock.send(memoryview(chunk)[f._off:])
+        except BlockingIOError:
+            break
+        except (BrokenPipeError, ConnectionResetError) as e:
+            f.send_error = type(e).__name__
+            f.end = RST
+            f._done_writing = True
+            return
+        progressed = True
+        f.sent += n
+        f._off += n
+        if f._off >= len(chunk):
+            f._chunk += 1
+            f._off = 0
+            if len(f.chunks) > 1:
+                break  # one chunk per turn keeps the clients interleaved
+        else:
+            break
+    if progressed:
+        f._last_progress = time.monotonic()
+    if f._chunk >= len(f.chunks):
+        _finish_writing(f)
+
+
+def _read_some(f: Flow) -> None:
+    if f.pause_every and len(f.received) >= f._next_pause_at + f.pause_every:
+        # A slow consumer: pacing only, it never decides a verdict.
+        f._next_pause_at = len(f.received)
+        time.sleep(f.pause)
+    try:
+        chunk = f.sock.recv(f.recv_size)
+    except BlockingIOError:
+        return
+    except ConnectionResetError:
+        f.end = RST
+        return
+    except OSError as e:
+        if e.errno in (errno.ECONNRESET, errno.EPIPE):
+            f.end = RST
+            return
+        raise
+    if not chunk:
+        f.end = FIN
+        return
+    f.received += chunk
+
+
+def fill_until_stall(sock: socket.socket, limit: int, deadline: Deadline, stall: float = 0.3,
+                     block: int = 1 << 16, pattern: bytes | None = None) -> int:
+    """Send up to `limit` bytes without reading; stop when the send side makes no progress
+    for `stall` seconds (the peer stopped reading). Returns the number of bytes accepted.
+    The stall only ends the filling; callers judge by byte counts, never by the wait."""
+    payload = pattern if pattern is not None else b"\xa5" * block
+    sent = 0
+    sock.setblocking(False)
+    sel = selectors.DefaultSelector()
+    sel.register(sock, selectors.EVENT_WRITE)
+    try:
+        while sent < limit and not deadline.expired():
+            want = min(len(payload), limit - sent)
+            try:
+                n = sock.send(memoryview(payload)[:want])
+                sent += n
+                continue
+            except BlockingIOError:
+                pass
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            if not sel.select(min(stall, deadline.remaining())):
+                break  # no progress for `stall`: the peer stopped reading
+    finally:
+        sel.close()
+        sock.setblocking(True)
+    return sent
+
+
+def chunked(data: bytes, size: int) -> list[bytes]:
+    return [data[i:i + size] for i in range(0, len(data), size)] or [b""]
+
+
+def echo_once(addr: Addr, payload: bytes, deadline: float = 5.0, *, shut_wr: bool = True,
+              chunk: int = 1 << 16, factory: SocketFactory | None = None,
+              rcvbuf: int | None = None, nodelay: bool = False) -> Flow:
+    sock = connect(addr, min(deadline, 2.0), factory=factory, rcvbuf=rcvbuf, nodelay=nodelay)
+    try:
+        flow = Flow(sock, chunked(payload, chunk), shut_wr=shut_wr)
+        exchange([flow], Deadline(deadline))
+        return flow
+    finally:
+        sock.close()
+
+
+def probe(addr: Addr, timeout: float = 1.0, factory: SocketFactory | None = None) -> str | None:
+    """The liveness probe: a fresh client sends b"ping" and must get b"ping" back in time.
+    Returns None when it passes, else a sentence saying what happened."""
+    d = Deadline(timeout)
+    try:
+        sock = connect(addr, timeout, factory=factory)
+    except ConnectionRefusedError:
+        return "a fresh client's connection was refused (nothing listens any more)"
+    except (TimeoutError, socket.timeout):
+        return f"a fresh client could not connect within {timeout:g} s"
+    except OSError as e:
+        return f"a fresh client could not connect: {e}"
+    try:
+        try:
+            send_all(sock, b"ping", d)
+        except OSError as e:
+            return f"a fresh client could not send: {e}"
+        got = recv_exactly(sock, 4, d)
+        if got.data == b"ping":
+            return None
+        how = {FIN: "the server closed the connection", RST: "the connection was reset",
+               TIMEOUT: f"nothing more came within {timeout:g} s", OPEN: ""}[got.end]
+        return f"a fresh client sent b'ping' and got {got.data!r} back ({how})"
+    finally:
+        sock.close()
+
+
+def can_connect(addr: Addr, timeout: float = 0.2, factory: SocketFactory | None = None) -> bool:
+    try:
+        connect(addr, timeout, factory=factory).close()
+        return True
+    except OSError:
+        return False
+
+
+def iter_payload(seed: int, n: int) -> bytes:
+    """A seeded pseudo-random stream: a mismatch can be located by offset."""
+    import random
+
+    return random.Random(seed).randbytes(n)
+
+
+def concat(parts: Iterable[bytes]) -> bytes:
+    return b"".join(parts)

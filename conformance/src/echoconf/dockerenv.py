@@ -1,0 +1,837 @@
+"""Servers under test in Docker containers: images, internal networks, hostile profiles, faults.
+
+The server runs in a container on an *internal* Docker network (no outside connectivity). The
+harness reaches it either from the host (the bridge holds the network's gateway address, so the
+host has a route to it) or from inside a container (the echoconf image with the Docker socket
+mounted), which `Lab` then attaches to the same network.
+
+Each server is two containers: a *holder* that owns the network namespace (its address, its
+`net.*` sysctls, its place on the network) and the *server* proper, which joins that namespace
+(`--network container:HOLDER`) and carries the process limits (nofile, memory, CPU). So the
+server can be killed and restarted while its address and its sockets in TIME_WAIT stay, which is
+what "binds again at once" is about; and the network can be cut without touching the process.
+
+    with Lab() as lab:
+        srv = lab.start_server("echoconf:latest", ["echo-epoll", "--port", "{port}"], 7, "tiny-buffers")
+        ...connect to srv.address, srv.port...
+        print(srv.exit_reason() or "alive")
+
+Only the Docker SDK (Debian's python3-docker) and the standard library are needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import docker
+import docker.errors
+import docker.models.containers
+import docker.models.networks
+import docker.types
+from docker.utils.build import exclude_paths
+
+IMAGE = "echoconf:latest"
+BASE_IMAGE = "debian:bookworm-slim"
+DOCKERFILE = "docker/Dockerfile"
+LABEL = "org.echoconf"  # every container and network this module creates carries LABEL.lab
+CONTEXT_LABEL = "org.echoconf.context"  # image label: hash of the build context it was built from
+READY_TIMEOUT = 10.0
+LISTENING = re.compile(r"^listening (\S+) (\d+)\s*$", re.MULTILINE)
+
+Log = Callable[[str], None]
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+class DockerEnvError(RuntimeError):
+    """Docker could not provide what was asked (no engine, build failed, server never ready):
+    a harness error, exit status 2."""
+
+
+class ServerDied(DockerEnvError):
+    """The server container ended while we waited for it to listen."""
+
+
+# --------------------------------------------------------------------------------------------
+# Profiles
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A hostile environment for the server container. Named in every report line."""
+
+    name: str
+    description: str
+    sysctls: dict[str, str] = field(default_factory=dict)  # on the holder: per network namespace
+    nofile: int | None = None
+    mem_limit: str | None = None
+    nano_cpus: int | None = None
+    ipv6: bool = False
+
+
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        Profile("default", "no constraint"),
+        Profile(
+            "tiny-buffers",
+            "net.ipv4.tcp_wmem and tcp_rmem of 4 KiB: nearly every send is short",
+            sysctls={"net.ipv4.tcp_wmem": "4096 4096 4096", "net.ipv4.tcp_rmem": "4096 4096 4096"},
+        ),
+        Profile("low-nofile", "RLIMIT_NOFILE 64: descriptor exhaustion and leaks show", nofile=64),
+        Profile("memory", "64 MiB memory limit, no swap: unbounded buffering is OOM-killed", mem_limit="64m"),
+        Profile("cpu", "half a core (nano_cpus 0.5e9)", nano_cpus=500_000_000),
+        Profile("ipv6", "served and tested over IPv6 (ULA subnet on the internal network)", ipv6=True,
+                # No duplicate address detection: its ~2 s of tentative address is just a delay here.
+                sysctls={"net.ipv6.conf.all.accept_dad": "0", "net.ipv6.conf.default.accept_dad": "0"}),
+    )
+}
+
+
+def profile(name: str | Profile) -> Profile:
+    if isinstance(name, Profile):
+        return name
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise DockerEnvError(f"unknown profile {name!r} (known: {', '.join(PROFILES)})") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Engine and images
+
+
+def client(timeout: int = 120) -> docker.DockerClient:
+    """A client for the local engine (DOCKER_HOST honoured); DockerEnvError when it does not answer."""
+    try:
+        c = docker.from_env(timeout=timeout)
+        c.ping()
+        return c
+    except (docker.errors.DockerException, OSError) as e:
+        raise DockerEnvError(f"the Docker engine does not answer: {e}") from e
+
+
+def _script(repo_root: Path, name: str, log: Log) -> None:
+    path = Path(repo_root) / "docker" / name
+    if not path.exists():
+        raise DockerEnvError(f"{path} is missing")
+    log(f"running {path}")
+    proc = subprocess.run(["bash", str(path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout.splitlines():
+        log(f"  {line}")
+    if proc.returncode != 0:
+        raise DockerEnvError(f"{path} failed with status {proc.returncode}")
+
+
+def ensure_engine(repo_root: str | os.PathLike[str], log: Log = _stderr) -> docker.DockerClient:
+    """The engine, started by docker/engine (as root: installed and started) when it is not running."""
+    try:
+        return client()
+    except DockerEnvError:
+        _script(Path(repo_root), "engine", log)
+        return client()
+
+
+def ensure_base_image(repo_root: str | os.PathLike[str], log: Log = _stderr) -> None:
+    """debian:bookworm-slim, pulled or built offline by docker/base-image when absent."""
+    c = ensure_engine(repo_root, log)
+    try:
+        c.images.get(BASE_IMAGE)
+    except docker.errors.ImageNotFound:
+        _script(Path(repo_root), "base-image", log)
+
+
+def _dockerignore(root: Path) -> list[str]:
+    f = root / ".dockerignore"
+    if not f.exists():
+        return []
+    lines = (ln.strip() for ln in f.read_text().splitlines())
+    return [ln for ln in lines if ln and not ln.startswith("#")]
+
+
+def context_hash(context: str | os.PathLike[str], dockerfile: str = DOCKERFILE, base: str = "") -> str:
+    """Hash of what a build would see: the files the SDK sends (.dockerignore applied, the same
+    function the SDK uses), their modes and contents, plus the base image id."""
+    root = Path(context)
+    h = hashlib.sha256(base.encode())
+    for rel in sorted(exclude_paths(str(root), _dockerignore(root), dockerfile=dockerfile)):
+        p = root / rel
+        if p.is_symlink():
+            h.update(f"L {rel} {os.readlink(p)}\n".encode())
+        elif p.is_file():
+            h.update(f"F {rel} {p.stat().st_mode & 0o777:o}\n".encode())
+            h.update(hashlib.sha256(p.read_bytes()).digest())
+    return h.hexdigest()[:32]
+
+
+def build_image(
+    context: str | os.PathLike[str],
+    tag: str,
+    dockerfile: str = "Dockerfile",
+    log: Log = _stderr,
+    labels: dict[str, str] | None = None,
+) -> str:
+    """Build an image (any context: the echoconf image, a user's server); returns the tag.
+    The build output goes to `log`, one line at a time; DockerEnvError with its tail on failure."""
+    c = client(timeout=1800)
+    tail: list[str] = []
+    start = time.monotonic()
+    log(f"building {tag} from {context} ({dockerfile})")
+    try:
+        for chunk in c.api.build(
+            path=str(context), dockerfile=dockerfile, tag=tag, rm=True, forcerm=True,
+            labels=labels or {}, decode=True,
+        ):
+            if "error" in chunk:
+                raise DockerEnvError(f"building {tag} failed: {chunk['error'].strip()}\n" + "\n".join(tail[-20:]))
+            text = chunk.get("stream", "")
+            for line in text.splitlines():
+                if line.strip():
+                    tail.append(line)
+                    if line.startswith(("Step ", "Successfully", "WARNING")):
+                        log(f"  {line}")
+    except docker.errors.APIError as e:
+        raise DockerEnvError(f"building {tag} failed: {e}") from e
+    log(f"built {tag} in {time.monotonic() - start:.1f}s")
+    return tag
+
+
+def ensure_images(
+    repo_root: str | os.PathLike[str], tag: str = IMAGE, log: Log = _stderr, force: bool = False
+) -> str:
+    """The echoconf image (reference and broken servers + harness), built when missing or stale
+    (its label records the hash of the build context and base image). Starts the engine and
+    makes the base image when needed. Returns the image reference to run."""
+    root = Path(repo_root).resolve()
+    c = ensure_engine(root, log)
+    ensure_base_image(root, log)
+    base_id = c.images.get(BASE_IMAGE).id
+    want = context_hash(root, DOCKERFILE, base_id)
+    if not force:
+        try:
+            have = (c.images.get(tag).labels or {}).get(CONTEXT_LABEL)
+            if have == want:
+                log(f"{tag} is up to date")
+                return tag
+            log(f"{tag} is stale: rebuilding")
+        except docker.errors.ImageNotFound:
+            log(f"{tag} is absent: building")
+    return build_image(root, tag, DOCKERFILE, log, labels={CONTEXT_LABEL: want})
+
+
+# --------------------------------------------------------------------------------------------
+# Where we run
+
+
+def _self_container(c: docker.DockerClient) -> docker.models.containers.Container | None:
+    """The container this process runs in, when it runs in one the engine knows (socket mounted)."""
+    if not (os.path.exists("/.dockerenv") or os.path.exists("/run/.containerenv")):
+        return None
+    try:
+        return c.containers.get(socket.gethostname())
+    except docker.errors.DockerException:
+        return None
+
+
+def _family(addr: str) -> int:
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
+def can_connect(addr: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.socket(_family(addr), socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect((addr, port))
+            return True
+    except OSError:
+        return False
+
+
+def hostport(addr: str, port: int) -> str:
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
+# --------------------------------------------------------------------------------------------
+# Servers
+
+
+def _signal_name(n: int) -> str:
+    try:
+        return signal.Signals(n).name
+    except ValueError:
+        return f"signal {n}"
+
+
+class ServerContainer:
+    """A server under test in a container of a `Lab`. Use `address`/`port` (or `target`)."""
+
+    def __init__(
+        self, lab: "Lab", server: docker.models.containers.Container,
+        holder: docker.models.containers.Container, net: "_Net", image: str,
+        command: list[str] | None, port: int, prof: Profile,
+    ) -> None:
+        self.lab = lab
+        self.image = image
+        self.command = command
+        self.port = port
+        self.profile = prof
+        self.name = server.name
+        self._server = server
+        self._holder = holder
+        self._net = net
+        self._starts = 0  # listening lines seen so far: a restart waits for one more
+        self._final: dict | None = None  # container state kept once it is removed
+        holder.reload()
+        settings = holder.attrs["NetworkSettings"]["Networks"][net.name]
+        self.ipv4: str = settings["IPAddress"]
+        self.ipv6: str | None = settings.get("GlobalIPv6Address") or None
+        self.address: str = self.ipv6 if prof.ipv6 and self.ipv6 else self.ipv4
+
+    # -- describing
+    @property
+    def target(self) -> str:
+        """HOST:PORT as `echoconf run --target` takes it ([v6]:port for IPv6)."""
+        return hostport(self.address, self.port)
+
+    def describe(self) -> dict[str, object]:
+        return {"kind": "docker", "image": self.image, "command": self.command, "container": self.name,
+                "address": self.address, "port": self.port, "profile": self.profile.name,
+                "profile_description": self.profile.description}
+
+    def _state(self) -> dict:
+        if self._final is not None:
+            return self._final
+        try:
+            self._server.reload()
+        except docker.errors.NotFound:
+            return {"Status": "removed", "ExitCode": -1, "OOMKilled": False}
+        return self._server.attrs["State"]
+
+    def alive(self) -> bool:
+        """Running (or paused: frozen, not dead)."""
+        return self._state().get("Status") in ("running", "paused")
+
+    def exit_reason(self) -> str | None:
+        """None while alive; else "OOM-killed", "exited 139 (SIGSEGV)", "exited 0", ..."""
+        st = self._state()
+        if st.get("Status") in ("running", "paused", "created", "restarting"):
+            return None
+        code = int(st.get("ExitCode", -1))
+        if st.get("OOMKilled"):
+            limit = f" (memory limit {self.profile.mem_limit})" if self.profile.mem_limit else ""
+            return f"OOM-killed{limit}"
+        if code > 128:  # the init (tini) reports a child killed by signal N as 128+N
+            return f"exited {code} ({_signal_name(code - 128)})"
+        if st.get("Status") == "removed":
+            return "container removed"
+        return f"exited {code}" + (f": {st['Error']}" if st.get("Error") else "")
+
+    def logs(self) -> str:
+        if self._final is not None:
+            return self._final.get("_logs", "")
+        try:
+            return self._server.logs(stdout=True, stderr=True).decode(errors="replace")
+        except docker.errors.NotFound:
+            return ""
+
+    # -- readiness
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> float:
+        """Wait (bounded) until the server accepts a connection from here. Its `listening ADDR PORT`
+        line, when it prints one, is noted (and quoted when it never becomes reachable) but is not
+        enough alone. Returns the seconds waited; ServerDied when the container ends first."""
+        start = time.monotonic()
+        deadline = start + timeout
+        announced = False
+        while True:
+            lines = LISTENING.findall(self.logs())
+            if len(lines) > self._starts:
+                self._starts = len(lines)
+                announced = True
+            # Also reachable from here: a fresh IPv6 address stays unusable while the kernel
+            # runs duplicate address detection, after the server already listens.
+            if can_connect(self.address, self.port, timeout=0.2):
+                self._starts = len(LISTENING.findall(self.logs()))
+                return time.monotonic() - start
+            if not self.alive():
+                raise ServerDied(f"{self.name} ended before listening: {self.exit_reason()}\n{self.logs()[-2000:]}")
+            if time.monotonic() > deadline:
+                said = " ".join(lines[-1]) if lines else ""
+                hint = (f" (it printed `listening {said}`: a loopback-only listener cannot be reached "
+                        "from another network namespace; listen on 0.0.0.0 or ::)") if announced else ""
+                raise DockerEnvError(f"{self.name} not accepting on {self.target} after {timeout:.0f}s{hint}\n"
+                                     f"{self.logs()[-2000:]}")
+            time.sleep(0.02)
+
+    # -- faults
+    def pause(self) -> None:
+        """Freeze every process of the server (cgroup freezer); its kernel sockets stay."""
+        self._server.pause()
+
+    def unpause(self) -> None:
+        self._server.unpause()
+
+    def disconnect(self) -> None:
+        """Cut the server off the network: its interface goes; the process and sockets stay."""
+        self._net.network.disconnect(self._holder, force=True)
+
+    def reconnect(self) -> None:
+        """Back on the network with the same address(es)."""
+        kw: dict[str, str] = {"ipv4_address": self.ipv4}
+        if self.ipv6:
+            kw["ipv6_address"] = self.ipv6
+        self._net.network.connect(self._holder, **kw)
+
+    def kill_and_restart(self, timeout: float = READY_TIMEOUT) -> float:
+        """SIGKILL the server and start it again in the same network namespace (same address and
+        port, its old connections' sockets still there). Returns the seconds from the kill until
+        it listens again; raises ServerDied when it does not come back (EADDRINUSE, ...)."""
+        self._starts = len(LISTENING.findall(self.logs()))
+        start = time.monotonic()
+        self._server.kill(signal="SIGKILL")
+        self._server.wait(timeout=int(timeout) + 1)
+        self._server.start()
+        self.wait_ready(timeout)
+        return time.monotonic() - start
+
+    def stop(self, timeout: int = 3) -> str | None:
+        """SIGTERM (SIGKILL after `timeout`), keep the final state and logs, remove the containers.
+        Returns the exit reason."""
+        if self._final is None:
+            try:
+                if self._state().get("Status") == "paused":
+                    self._server.unpause()
+                self._server.stop(timeout=timeout)
+            except docker.errors.DockerException:
+                pass
+            st = dict(self._state())
+            st["_logs"] = self.logs()
+            self._final = st
+            for ctr in (self._server, self._holder):
+                try:
+                    ctr.remove(force=True)
+                except docker.errors.DockerException:
+                    pass
+            self.lab._servers.discard(self)
+        return self.exit_reason()
+
+
+# --------------------------------------------------------------------------------------------
+# The lab: internal networks and the containers on them
+
+
+@dataclass
+class _Net:
+    network: docker.models.networks.Network
+    name: str
+    subnet4: str
+    subnet6: str | None
+
+
+class Lab:
+    """Context manager: internal Docker network(s) and the server containers on them; everything
+    is removed on exit. The IPv6 (dual-stack, ULA) network is made when first needed, or at once
+    with ipv6=True. When this process runs in a container, that container is attached to the
+    networks so it can reach the servers."""
+
+    def __init__(self, ipv6: bool = False, holder_image: str = BASE_IMAGE, log: Log = _stderr) -> None:
+        self.client = client()
+        self.holder_image = holder_image
+        self.log = log
+        self.id = f"{os.getpid()}-{random.randrange(16**6):06x}"
+        self._nets: dict[bool, _Net] = {}
+        self._servers: set[ServerContainer] = set()
+        self._self = _self_container(self.client)
+        self._want_v6 = ipv6
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> "Lab":
+        try:
+            self.network(ipv6=self._want_v6)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _labels(self) -> dict[str, str]:
+        return {f"{LABEL}.lab": self.id, f"{LABEL}.host": socket.gethostname(), f"{LABEL}.pid": str(os.getpid())}
+
+    def _free_subnet4(self) -> str:
+        """A /24 in 10.213.0.0/16 that no Docker network and no host route uses."""
+        used = []
+        for n in self.client.networks.list():
+            for cfg in (n.attrs.get("IPAM") or {}).get("Config") or []:
+                if cfg.get("Subnet"):
+                    used.append(ipaddress.ip_network(cfg["Subnet"], strict=False))
+        try:
+            routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True, timeout=5).stdout
+            for tok in re.findall(r"^(\d+\.\d+\.\d+\.\d+/\d+)", routes, re.MULTILINE):
+                used.append(ipaddress.ip_network(tok, strict=False))
+        except (OSError, subprocess.SubprocessError):
+            pass
+        for third in random.sample(range(256), 256):
+            cand = ipaddress.ip_network(f"10.213.{third}.0/24")
+            if not any(cand.overlaps(u) for u in used if u.version == 4):
+                return str(cand)
+        raise DockerEnvError("no free /24 left in 10.213.0.0/16 for an internal network")
+
+    def network(self, ipv6: bool = False) -> _Net:
+        """The lab's internal network (IPv4, or dual-stack with a random ULA /64), made on first use."""
+        with self._lock:
+            if ipv6 in self._nets:
+                return self._nets[ipv6]
+            name = f"echoconf-{self.id}-{'v6' if ipv6 else 'v4'}"
+            last: Exception | None = None
+            for _ in range(5):  # another process may take the same subnet between look and create
+                sub4 = self._free_subnet4()
+                pools = [docker.types.IPAMPool(subnet=sub4)]
+                sub6 = None
+                if ipv6:
+                    gid = random.randrange(1 << 40)  # RFC 4193 global id
+                    sub6 = str(ipaddress.ip_network(((0xFD << 120) | (gid << 80), 64)))
+                    pools.append(docker.types.IPAMPool(subnet=sub6))
+                try:
+                    net = self.client.networks.create(
+                        name, driver="bridge", internal=True, enable_ipv6=ipv6,
+                        ipam=docker.types.IPAMConfig(pool_configs=pools), labels=self._labels(),
+                        check_duplicate=True,
+                    )
+                    break
+                except docker.errors.APIError as e:
+                    last = e
+            else:
+                raise DockerEnvError(f"cannot create the internal network: {last}")
+            n = _Net(net, name, sub4, sub6)
+            self._nets[ipv6] = n
+            if self._self is not None:
+                net.connect(self._self)
+            self.log(f"internal network {name}: {sub4}" + (f", {sub6}" if sub6 else "")
+                     + (f" (this container {self._self.name} attached)" if self._self else ""))
+            return n
+
+    def start_server(
+        self,
+        image: str,
+        command: Sequence[str] | str | None,
+        port: int = 7,
+        profile_name: str | Profile = "default",
+        ready_timeout: float = READY_TIMEOUT,
+        name: str | None = None,
+        environment: dict[str, str] | None = None,
+    ) -> ServerContainer:
+        """Run `image` (with `command`, `{port}` substituted; None: the image's own command, which
+        must listen on `port`) under the profile, on the lab's internal network; returns once it
+        listens. DockerEnvError (ServerDied) when it never does."""
+        prof = profile(profile_name)
+        net = self.network(ipv6=prof.ipv6)
+        argv: list[str] | None = None
+        if command is not None:
+            parts = command.split() if isinstance(command, str) else list(command)
+            argv = [p.replace("{port}", str(port)) for p in parts]
+        slug = re.sub(r"[^a-zA-Z0-9_.-]+", "-", name or (argv[0] if argv else image.split("/")[-1]))[:40]
+        base = f"echoconf-{self.id}-{slug}-{prof.name}-{random.randrange(16**4):04x}"
+        try:
+            self.client.images.get(self.holder_image)
+        except docker.errors.ImageNotFound:
+            raise DockerEnvError(f"{self.holder_image} is missing (docker/base-image makes it)") from None
+        holder = self.client.containers.run(
+            self.holder_image, ["sleep", "infinity"], name=f"{base}-net", detach=True, init=True,
+            network=net.name, sysctls=prof.sysctls or None, labels=self._labels(),
+            mem_limit="16m", hostname=slug[:60],
+        )
+        ulimits = [docker.types.Ulimit(name="nofile", soft=prof.nofile, hard=prof.nofile)] if prof.nofile else None
+        mem = {"mem_limit": prof.mem_limit, "memswap_limit": prof.mem_limit} if prof.mem_limit else {}
+        try:
+            server = self.client.containers.run(
+                image, argv, name=base, detach=True, init=True, network_mode=f"container:{holder.id}",
+                ulimits=ulimits, nano_cpus=prof.nano_cpus, labels=self._labels(),
+                environment=environment, **mem,
+            )
+        except docker.errors.DockerException as e:
+            holder.remove(force=True)
+            raise DockerEnvError(f"cannot start {image}: {e}") from e
+        srv = ServerContainer(self, server, holder, net, image, argv, port, prof)
+        self._servers.add(srv)
+        try:
+            srv.wait_ready(ready_timeout)
+        except DockerEnvError:
+            srv.stop()
+            raise
+        return srv
+
+    def close(self) -> None:
+        for srv in list(self._servers):
+            srv.stop(timeout=2)
+        for n in self._nets.values():
+            try:
+                if self._self is not None:
+                    n.network.disconnect(self._self, force=True)
+            except docker.errors.DockerException:
+                pass
+            try:
+                n.network.remove()
+            except docker.errors.DockerException as e:
+                self.log(f"could not remove network {n.name}: {e}")
+        self._nets.clear()
+
+
+def internal_network(ipv6: bool = False, log: Log = _stderr) -> Lab:
+    """`with internal_network(ipv6=True) as lab: lab.start_server(...)` — the same as Lab(...)."""
+    return Lab(ipv6=ipv6, log=log)
+
+
+def cleanup_stale(log: Log = _stderr) -> int:
+    """Remove containers and networks left by labs of this host whose process is gone (a run that
+    was SIGKILLed). Returns how many were removed."""
+    c = client()
+    host = socket.gethostname()
+    removed = 0
+
+    def stale(labels: dict[str, str]) -> bool:
+        if labels.get(f"{LABEL}.host") != host:
+            return False
+        try:
+            os.kill(int(labels.get(f"{LABEL}.pid", "0")), 0)
+            return False
+        except ProcessLookupError:
+            return True
+        except (PermissionError, ValueError):
+            return False
+
+    for ctr in c.containers.list(all=True, filters={"label": f"{LABEL}.lab"}):
+        if stale(ctr.labels):
+            ctr.remove(force=True)
+            removed += 1
+    for net in c.networks.list(filters={"label": f"{LABEL}.lab"}):
+        if stale(net.attrs.get("Labels") or {}):
+            try:
+                net.remove()
+                removed += 1
+            except docker.errors.DockerException:
+                pass
+    if removed:
+        log(f"removed {removed} stale echoconf containers/networks")
+    return removed
+
+
+# --------------------------------------------------------------------------------------------
+# Faults across the container boundary: checks the harness (or docker/matrix.py) can run
+
+
+@dataclass
+class CheckResult:
+    id: str
+    outcome: str  # passed, failed, error
+    detail: str
+    duration: float
+    requirement: str = ""
+
+
+FAULT_CHECKS: dict[str, str] = {
+    "docker.pause-resume": "the server container is paused mid-stream for 2 s and resumed: every byte comes back",
+    "docker.disconnect-reconnect": "the server's network is cut mid-stream for 2 s and restored: the server "
+                                   "is alive and serves a new client",
+    "docker.kill-restart": "with connections open, SIGKILL and restart in the same network namespace: "
+                           "listening again within 1 s",
+}
+
+
+def _connect(addr: str, port: int, timeout: float = 3.0) -> socket.socket:
+    s = socket.socket(_family(addr), socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect((addr, port))
+    return s
+
+
+def probe(addr: str, port: int, timeout: float = 1.0) -> str | None:
+    """Liveness probe: a fresh client sends b"ping" and gets it back within `timeout`.
+    None when it did; else what happened."""
+    try:
+        with _connect(addr, port, timeout) as s:
+            s.sendall(b"ping")
+            got = b""
+            deadline = time.monotonic() + timeout
+            while len(got) < 4 and time.monotonic() < deadline:
+                s.settimeout(max(0.01, deadline - time.monotonic()))
+                chunk = s.recv(4 - len(got))
+                if not chunk:
+                    break
+                got += chunk
+            return None if got == b"ping" else f"probe got {got!r} instead of b'ping'"
+    except OSError as e:
+        return f"probe failed: {e}"
+
+
+def _first_diff(a: bytes, b: bytes) -> int:
+    n = min(len(a), len(b))
+    for i in range(0, n, 4096):
+        if a[i:i + 4096] != b[i:i + 4096]:
+            for j in range(i, min(i + 4096, n)):
+                if a[j] != b[j]:
+                    return j
+    return n
+
+
+def stream_with_fault(
+    addr: str, port: int, size: int, fault: Callable[[], None], at: float = 0.5, deadline: float = 30.0,
+) -> tuple[bytes, bytes, str | None]:
+    """Send `size` random bytes while reading concurrently; call `fault()` once `at` of them were
+    sent; half-close; read to EOF. Returns (sent, received, error-or-None); bounded by `deadline`."""
+    payload = random.Random(size).randbytes(size)
+    s = _connect(addr, port)
+    end = time.monotonic() + deadline
+    err: list[str] = []
+    fired = threading.Event()
+
+    def sender() -> None:
+        try:
+            off, step = 0, 16384
+            while off < size and time.monotonic() < end:
+                if not fired.is_set() and off >= size * at:
+                    fired.set()
+                    fault()
+                s.sendall(payload[off:off + step])
+                off += step
+            if off < size:
+                err.append(f"send did not finish within {deadline:.0f}s ({off} of {size} bytes sent)")
+            s.shutdown(socket.SHUT_WR)
+        except OSError as e:
+            err.append(f"send: {e}")
+
+    t = threading.Thread(target=sender, daemon=True)
+    t.start()
+    got = bytearray()
+    try:
+        while time.monotonic() < end:
+            s.settimeout(max(0.05, min(1.0, end - time.monotonic())))
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                continue
+            if not chunk:
+                break
+            got += chunk
+        else:
+            err.append(f"no EOF within {deadline:.0f}s ({len(got)} of {size} bytes back)")
+    except OSError as e:
+        err.append(f"recv: {e}")
+    finally:
+        t.join(timeout=max(0.1, end - time.monotonic()))
+        s.close()
+    return payload, bytes(got), "; ".join(err) or None
+
+
+def check_pause_resume(srv: ServerContainer, size: int = 4 << 20, pause_s: float = 2.0) -> CheckResult:
+    start = time.monotonic()
+    cid = "docker.pause-resume"
+
+    def fault() -> None:
+        srv.pause()
+        time.sleep(pause_s)
+        srv.unpause()
+
+    try:
+        sent, got, err = stream_with_fault(srv.address, srv.port, size, fault)
+    except OSError as e:
+        return CheckResult(cid, "error", f"cannot connect: {e}", time.monotonic() - start, FAULT_CHECKS[cid])
+    dur = time.monotonic() - start
+    if not srv.alive():
+        return CheckResult(cid, "failed", f"server died: {srv.exit_reason()}", dur, FAULT_CHECKS[cid])
+    if got != sent:
+        return CheckResult(cid, "failed", f"expected {len(sent)} bytes echoed, got {len(got)}; first difference "
+                           f"at byte {_first_diff(sent, got)}" + (f" ({err})" if err else ""), dur, FAULT_CHECKS[cid])
+    return CheckResult(cid, "passed", f"{len(sent)} bytes exact across a {pause_s:.0f} s pause", dur, FAULT_CHECKS[cid])
+
+
+def check_disconnect_reconnect(srv: ServerContainer, size: int = 2 << 20, cut_s: float = 2.0) -> CheckResult:
+    start = time.monotonic()
+    cid = "docker.disconnect-reconnect"
+
+    def fault() -> None:
+        srv.disconnect()
+        time.sleep(cut_s)
+        srv.reconnect()
+
+    try:
+        sent, got, err = stream_with_fault(srv.address, srv.port, size, fault, deadline=20.0)
+    except OSError as e:
+        return CheckResult(cid, "error", f"cannot connect: {e}", time.monotonic() - start, FAULT_CHECKS[cid])
+    first = "the cut connection resumed intact" if got == sent and not err else \
+        f"the cut connection ended with {len(got)} of {len(sent)} bytes back ({err or 'early EOF'})"
+    if not srv.alive():
+        return CheckResult(cid, "failed", f"server died: {srv.exit_reason()}; {first}",
+                           time.monotonic() - start, FAULT_CHECKS[cid])
+    why = None
+    for _ in range(3):  # bounded: a blocking server may still be finishing the cut connection
+        why = probe(srv.address, srv.port, timeout=2.0)
+        if why is None:
+            break
+    dur = time.monotonic() - start
+    if why is not None:
+        return CheckResult(cid, "failed", f"no new client served after the network came back: {why}; {first}",
+                           dur, FAULT_CHECKS[cid])
+    return CheckResult(cid, "passed", f"new client served after a {cut_s:.0f} s cut; {first}", dur, FAULT_CHECKS[cid])
+
+
+def check_kill_restart(srv: ServerContainer, bound: float = 1.0, open_conns: int = 3) -> CheckResult:
+    start = time.monotonic()
+    cid = "docker.kill-restart"
+    conns: list[socket.socket] = []
+    try:
+        # One connection served (echo seen), the others only sent to (a server of one client at a
+        # time has them in its backlog), one of them half-closed: all left open across the kill.
+        for i in range(open_conns):
+            s = _connect(srv.address, srv.port)
+            s.sendall(b"x" * 100)
+            if i == 0:
+                got = b""
+                while len(got) < 100:
+                    chunk = s.recv(100 - len(got))
+                    if not chunk:
+                        break
+                    got += chunk
+            elif i == 1:
+                s.shutdown(socket.SHUT_WR)
+            conns.append(s)
+        took = srv.kill_and_restart(timeout=10.0)
+    except ServerDied as e:
+        return CheckResult(cid, "failed", f"did not come back after SIGKILL: {e}", time.monotonic() - start,
+                           FAULT_CHECKS[cid])
+    except (OSError, DockerEnvError) as e:
+        return CheckResult(cid, "error", str(e), time.monotonic() - start, FAULT_CHECKS[cid])
+    finally:
+        for s in conns:
+            s.close()
+    why = probe(srv.address, srv.port)
+    dur = time.monotonic() - start
+    if why is not None:
+        return CheckResult(cid, "failed", f"restarted but {why}", dur, FAULT_CHECKS[cid])
+    if took > bound:
+        return CheckResult(cid, "failed", f"listening again after {took:.2f}s (bound {bound:.1f}s, container "
+                           "start included)", dur, FAULT_CHECKS[cid])
+    return CheckResult(cid, "passed", f"listening again {took:.2f}s after SIGKILL (container start included)",
+                       dur, FAULT_CHECKS[cid])
+
+
+def fault_checks(srv: ServerContainer) -> Iterator[CheckResult]:
+    """The three fault checks in order; kill-restart last (it replaces the process)."""
+    yield check_pause_resume(srv)
+    yield check_disconnect_reconnect(srv)
+    yield check_kill_restart(srv)

@@ -1,0 +1,509 @@
+"""The echoconf pytest plugin: options, markers, fixtures, verdict bookkeeping, output.
+
+Load it with `-p echoconf.plugin` and point pytest at the `echoconf.cases` package (the
+`echoconf` command does both). Each collected test is one case (marker `case`), reported
+under its case id; junit names are case ids too.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from . import registry, report
+from .caselib import PROFILES, Ctx
+from .oracle import CaseFailure
+from .target import HarnessError, OwnedServer, RemoteTarget, ServerSpec, Target
+
+DEFAULT_SEED = 862
+FAMILY_ORDER = ("echo", "partial", "close", "robust", "state")
+_HC = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
+       HealthCheck.function_scoped_fixture]
+for _name, _prof in PROFILES.items():
+    settings.register_profile(f"echoconf-{_name}", deadline=None, database=None,
+                              max_examples=_prof.chunking_examples, suppress_health_check=_HC,
+                              print_blob=False, derandomize=False)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("echoconf", "echoconf conformance run")
+    g.addoption("--echoconf-command", help="start this server; {port} is substituted")
+    g.addoption("--echoconf-target", help="HOST:PORT of a running server")
+    g.addoption("--echoconf-builtin", help="a server binary name from build/<preset>/bin")
+    g.addoption("--echoconf-impl", help="an implementation from the registry")
+    g.addoption("--echoconf-registry", help="path of implementations.toml")
+    g.addoption("--echoconf-capability", action="append", default=[],
+                help="declare a capability (concurrent, ipv6)")
+    g.addoption("--echoconf-without", action="append", default=[], help="remove a capability")
+    g.addoption("--echoconf-xfail", action="append", default=[],
+                help="CASE=REASON: an expected failure")
+    g.addoption("--echoconf-profile", default="default", choices=sorted(PROFILES))
+    g.addoption("--echoconf-seed", type=int, default=None)
+    g.addoption("--echoconf-report", help="directory for report.json and report.md")
+    g.addoption("--echoconf-case", action="append", default=[], help="glob on case ids")
+    g.addoption("--echoconf-level", action="append", default=[], help="rfc862, derived, robust")
+    g.addoption("--echoconf-list", action="store_true", help="list the cases and exit")
+    g.addoption("--echoconf-no-summary", action="store_true", help="no summary table at the end")
+    g.addoption("--echoconf-pytest-output", action="store_true",
+                help="keep pytest's own terminal output")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    for line in ("case(id, level, requirement, fm): declares a conformance case",
+                 "needs(capability): the case needs an implementation capability",
+                 "owned: the case needs the harness to own the server process"):
+        config.addinivalue_line("markers", line)
+    if config.option.collectonly or getattr(config.option, "help", False):
+        return
+    run = EchoconfRun(config)
+    config.stash[RUN_KEY] = run
+    config.pluginmanager.register(run, "echoconf-run")
+    if run.console is not None or run.list_only:
+        # The per-case lines and the summary replace pytest's own progress output.
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            config.pluginmanager.unregister(reporter)
+
+
+RUN_KEY = pytest.StashKey["EchoconfRun"]()
+
+
+def get_run(config: pytest.Config) -> "EchoconfRun":
+    return config.stash[RUN_KEY]
+
+
+class CaseResult(dict):
+    pass
+
+
+class EchoconfRun:
+    """State of one conformance run, registered as a plugin object."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        opt = config.option
+        self.profile = PROFILES[opt.echoconf_profile]
+        self.seed = opt.echoconf_seed if opt.echoconf_seed is not None else DEFAULT_SEED
+        self.report_dir = Path(opt.echoconf_report) if opt.echoconf_report else None
+        self.list_only = opt.echoconf_list
+        self.results: dict[str, dict[str, Any]] = {}
+        self.order: list[str] = []
+        self.harness_errors: list[str] = []
+        self.target: Target | None = None
+        self.fresh_history: list[dict[str, Any]] = []
+        self.started = time.monotonic()
+        self.impl: registry.Implementation | None = None
+        self.spec: ServerSpec | None = None
+        self.capabilities: set[str] = set()
+        self.expected: dict[str, str] = {}
+        self.console: Any = None
+        self.target_desc: dict[str, Any] | None = None
+        self._configure_target(opt)
+        settings.load_profile(f"echoconf-{self.profile.name}")
+        try:
+            import hypothesis.core
+
+            hypothesis.core.global_force_seed = self.seed  # what --hypothesis-seed does
+        except (ImportError, AttributeError):
+            pass
+        if not opt.echoconf_pytest_output and not self.list_only:
+            from rich.console import Console
+
+            self.console = Console(highlight=False, soft_wrap=True)
+
+    # -- configuration -----------------------------------------------------------------
+    def _configure_target(self, opt: Any) -> None:
+        reg_path = Path(opt.echoconf_registry) if opt.echoconf_registry else None
+        impl = None
+        if opt.echoconf_impl:
+            impl = registry.find(opt.echoconf_impl, reg_path)
+        elif opt.echoconf_builtin:
+            impl = registry.by_builtin(opt.echoconf_builtin, reg_path)
+        self.impl = impl
+        command = opt.echoconf_command or (impl.command if impl and not opt.echoconf_builtin else None)
+        builtin = opt.echoconf_builtin or (impl.builtin if impl else None)
+        target = opt.echoconf_target or (impl.target if impl else None)
+        if impl:
+            self.capabilities = set(impl.capabilities)
+            if not impl.broken:
+                self.expected = dict(impl.expected_failures)
+        elif opt.echoconf_command or opt.echoconf_target:
+            self.capabilities = {"concurrent"}
+        else:
+            self.capabilities = {"concurrent", "ipv6"}
+        self.capabilities |= set(opt.echoconf_capability)
+        self.capabilities -= set(opt.echoconf_without)
+        for item in opt.echoconf_xfail:
+            cid, _, reason = item.partition("=")
+            self.expected[cid] = reason or "expected failure"
+        if command:
+            self.spec = ServerSpec.from_command(command)
+        elif builtin:
+            path = registry.find_binary(builtin)
+            if path is None and not self.list_only:
+                raise pytest.UsageError(f"server binary {builtin} not found in "
+                                        f"{', '.join(map(str, registry.bin_dirs()))}: "
+                                        f"{registry.BUILD_HINT}")
+            self.spec = ServerSpec.from_builtin(str(path or builtin))
+        elif target:
+            host, _, port = target.rpartition(":")
+            if not host or not port.isdigit():
+                raise pytest.UsageError(f"--target wants HOST:PORT, got {target!r}")
+            self.remote = RemoteTarget(host.strip("[]"), int(port))
+        elif not self.list_only:
+            raise pytest.UsageError("say which server to test: --command, --target, --builtin or --impl")
+
+    def label(self) -> str:
+        if self.impl:
+            return self.impl.key
+        if self.spec:
+            return self.spec.label
+        return getattr(self, "remote", None).name if hasattr(self, "remote") else "?"
+
+    def get_target(self) -> Target:
+        if self.target is None:
+            if self.harness_errors:
+                raise HarnessError(self.harness_errors[0])
+            t: Target = OwnedServer(self.spec) if self.spec else self.remote
+            try:
+                t.ensure_running()
+            except HarnessError as e:
+                self.harness_errors.append(str(e))
+                raise
+            self.target = t
+        return self.target
+
+    # -- collection ----------------------------------------------------------------------
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(self, session: pytest.Session, config: pytest.Config,
+                                      items: list[pytest.Item]) -> None:
+        opt = config.option
+        keep, drop = [], []
+        for item in items:
+            m = item.get_closest_marker("case")
+            if m is None:
+                drop.append(item)
+                continue
+            cid, level = m.kwargs["id"], m.kwargs["level"]
+            if opt.echoconf_case and not any(fnmatch.fnmatchcase(cid, p) for p in opt.echoconf_case):
+                drop.append(item)
+                continue
+            if opt.echoconf_level and level not in opt.echoconf_level:
+                drop.append(item)
+                continue
+            family = cid.split(".", 1)[0]
+            # junit and pytest's own output name the case by its id.
+            item._nodeid = f"{family}::{cid}"
+            item.user_properties += [("case_id", cid), ("level", level),
+                                     ("requirement", m.kwargs["requirement"])]
+            if cid in self.expected:
+                item.add_marker(pytest.mark.xfail(reason=self.expected[cid], strict=False))
+            keep.append(item)
+        if drop:
+            config.hook.pytest_deselected(items=drop)
+        order = {f: i for i, f in enumerate(FAMILY_ORDER)}
+        keep.sort(key=lambda it: order.get(it.nodeid.split("::", 1)[0], len(order)))
+        items[:] = keep
+        if self.list_only:
+            self._print_list(keep)
+
+    def _print_list(self, items: list[pytest.Item]) -> None:
+        rows = []
+        for item in items:
+            m = item.get_closest_marker("case")
+            assert m is not None
+            tags = [f"needs {n.args[0]}" for n in item.iter_markers("needs")]
+            if item.get_closest_marker("owned"):
+                tags.append("owned")
+            rows.append((m.kwargs["id"], m.kwargs["level"], m.kwargs["requirement"], tags,
+                         m.kwargs.get("fm", [])))
+        with self.terminal():
+            for cid, level, req, tags, fm in rows:
+                extra = f" [{', '.join(tags)}]" if tags else ""
+                print(f"{cid:28} {level:8} {req}{extra}" + (f" ({', '.join(fm)})" if fm else ""))
+        self.config.stash[LISTED_KEY] = rows
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
+        if self.list_only:
+            return True  # listing only: run nothing
+        return None
+
+    # -- running ---------------------------------------------------------------------------
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        for m in item.iter_markers("needs"):
+            cap = m.args[0]
+            if cap not in self.capabilities:
+                pytest.skip(f"needs capability '{cap}', which {self.label()} does not declare")
+        if item.get_closest_marker("owned") and self.spec is None:
+            pytest.skip("needs the harness to own the server process (--command, --builtin or "
+                        "--impl); a --target server can only be connected to")
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+        outcome = yield
+        rep: pytest.TestReport = outcome.get_result()
+        detail: dict[str, Any] | None = None
+        if call.excinfo is not None and isinstance(call.excinfo.value, CaseFailure):
+            detail = dict(call.excinfo.value.detail)
+        elif call.excinfo is not None and isinstance(call.excinfo.value, HarnessError):
+            detail = {"message": f"harness error: {call.excinfo.value}"}
+        if call.when == "call" and isinstance(self.target, OwnedServer):
+            died = self.target.death(grace=0.3 if rep.failed else 0.0)
+            if died:
+                self._server_died(item, rep, died, detail)
+                detail = rep.echoconf_detail  # type: ignore[attr-defined]
+        if detail is not None:
+            rep.echoconf_detail = detail  # type: ignore[attr-defined]
+
+    def _server_died(self, item: pytest.Item, rep: pytest.TestReport, died: str,
+                     detail: dict[str, Any] | None) -> None:
+        was = (detail or {}).get("message") or (_first_line(rep.longreprtext) if rep.failed else "")
+        msg = f"The server died during this case: {died}."
+        if "SIGPIPE" in died:
+            msg += " Writing to a connection the client had reset raised SIGPIPE (FM-07)."
+        new = {**(detail or {}), "message": msg, "server_died": died}
+        if was:
+            new["observed_failure"] = was
+        rep.outcome = "failed"
+        rep.longrepr = msg + (f"\n(the case saw: {was})" if was else "")
+        if hasattr(rep, "wasxfail"):
+            pass  # an expected failure that fails by death stays xfailed
+        rep.echoconf_detail = new  # type: ignore[attr-defined]
+
+    def blame_previous(self, died: str) -> None:
+        """The server was found dead before a case started: the case that ran before it
+        (which had already passed) killed it after its last check."""
+        done = [n for n in self.order if self.results[n]["outcome"] is not None]
+        if not done:
+            return
+        nid = done[-1]
+        r = self.results[nid]
+        msg = f"The server died at the end of this case: {died}."
+        if "SIGPIPE" in died:
+            msg += " Writing to a connection the client had reset raised SIGPIPE (FM-07)."
+        if r["outcome"] in ("passed", "xpassed"):
+            r["outcome"] = "failed" if r["outcome"] == "passed" else "xfailed"
+            r["detail"] = {"message": msg, "server_died": died, "noticed": "before the next case"}
+            self._print_case(nid)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        nid = report.nodeid
+        if nid not in self.results:
+            self.order.append(nid)
+            self.results[nid] = {"outcome": None, "duration": 0.0, "detail": None}
+        r = self.results[nid]
+        r["duration"] += report.duration
+        d = getattr(report, "echoconf_detail", None)
+        if report.when == "setup":
+            if report.skipped:
+                r["outcome"] = "xfailed" if hasattr(report, "wasxfail") else "skipped"
+                r["detail"] = {"message": _skip_reason(report)}
+            elif report.failed:
+                r["outcome"] = "error"
+                r["detail"] = d or {"message": _first_line(report.longreprtext)}
+        elif report.when == "call":
+            if hasattr(report, "wasxfail"):
+                if report.skipped:
+                    r["outcome"] = "xfailed"
+                    r["detail"] = d or {"message": _first_line(report.longreprtext)}
+                    r["detail"]["expected_failure"] = report.wasxfail
+                else:
+                    r["outcome"] = "xpassed"
+                    r["detail"] = {"message": "This case was registered as an expected failure "
+                                   f"({report.wasxfail}) but it passed: update the registry."}
+            elif report.passed:
+                r["outcome"] = "passed"
+            elif report.skipped:
+                r["outcome"] = "skipped"
+                r["detail"] = {"message": _skip_reason(report)}
+            else:
+                r["outcome"] = "failed"
+                r["detail"] = d or _generic_detail(report)
+        elif report.when == "teardown":
+            if report.failed and r["outcome"] in ("passed", None):
+                r["outcome"] = "error"
+                r["detail"] = d or {"message": _first_line(report.longreprtext)}
+            self._print_case(nid)
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.harness_errors.append(f"collection failed: {report.nodeid}: "
+                                       f"{_first_line(report.longreprtext)}")
+            with self.terminal():
+                print(report.longreprtext)
+
+    # -- output --------------------------------------------------------------------------
+    @contextmanager
+    def terminal(self) -> Iterator[None]:
+        capman = self.config.pluginmanager.getplugin("capturemanager")
+        if capman is not None:
+            with capman.global_and_fixture_disabled():
+                yield
+        else:
+            yield
+
+    def _print_case(self, nid: str) -> None:
+        if self.console is None:
+            return
+        r = self.results[nid]
+        cid = nid.split("::", 1)[1]
+        style = {"passed": "green", "failed": "bold red", "error": "bold red", "xpassed": "bold red",
+                 "skipped": "yellow", "xfailed": "cyan"}.get(r["outcome"], "")
+        line = f"[{style}]{r['outcome'] or '?':8}[/] {cid:28} {r['duration']:6.2f}s"
+        msg = (r.get("detail") or {}).get("message")
+        if msg and r["outcome"] != "passed":
+            line += f"  {_one_line(msg, 220)}"
+        with self.terminal():
+            self.console.print(line, markup=True, highlight=False)
+
+    # -- end of run ------------------------------------------------------------------------
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> Iterator[None]:
+        yield
+        if self.list_only:
+            session.exitstatus = 0 if not self.harness_errors else 2
+            return
+        if self.target is not None:
+            self.target_desc = self.target.describe()
+            self.target.stop()
+        cases = self.cases()
+        status = self.exit_status(int(exitstatus), cases)
+        session.exitstatus = status
+        doc = report.build(self, cases, status)
+        if self.report_dir:
+            report.write(self.report_dir, doc)
+        if self.console is not None and not self.config.option.echoconf_no_summary:
+            with self.terminal():
+                report.print_summary(self.console, doc)
+
+    def cases(self) -> list[dict[str, Any]]:
+        out = []
+        for nid in self.order:
+            r = self.results[nid]
+            meta = self.meta.get(nid, {})
+            out.append({"id": nid.split("::", 1)[1], "level": meta.get("level"),
+                        "requirement": meta.get("requirement"), "fm": meta.get("fm", []),
+                        "outcome": r["outcome"] or "error", "duration": round(r["duration"], 3),
+                        "detail": r["detail"]})
+        return out
+
+    @property
+    def meta(self) -> dict[str, dict[str, Any]]:
+        return self.config.stash.get(META_KEY, {})
+
+    def exit_status(self, pytest_status: int, cases: list[dict[str, Any]]) -> int:
+        if self.harness_errors or pytest_status in (2, 3, 4):
+            return 2
+        if any(c["outcome"] in ("failed", "error", "xpassed") for c in cases):
+            return 1
+        if not cases:
+            return 2 if pytest_status == 5 else 0
+        return 0
+
+
+META_KEY = pytest.StashKey[dict]()
+LISTED_KEY = pytest.StashKey[list]()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    meta = {}
+    for item in session.items:
+        m = item.get_closest_marker("case")
+        if m is not None:
+            meta[item.nodeid] = dict(m.kwargs)
+    session.config.stash[META_KEY] = meta
+
+
+def _first_line(text: str) -> str:
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("E "):
+            return line[2:].strip()
+    return _one_line(text, 300)
+
+
+def _one_line(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    if isinstance(report.longrepr, tuple):
+        return str(report.longrepr[2]).removeprefix("Skipped: ")
+    return _first_line(report.longreprtext)
+
+
+def _generic_detail(report: pytest.TestReport) -> dict[str, Any]:
+    text = report.longreprtext
+    detail: dict[str, Any] = {"message": _first_line(text)}
+    if "Falsifying example" in text or "Falsifying" in text:
+        lines = text.splitlines()
+        start = next(i for i, l in enumerate(lines) if "Falsifying" in l)
+        steps = [l for l in lines[start:] if l.strip() and not l.startswith("E ")][:80]
+        detail["falsifying_example"] = "\n".join(steps)
+    if "Timeout" in text and "pytest-timeout" in text or "Failed: Timeout" in text:
+        detail["message"] = "The case hit its hard time bound (pytest-timeout): " + detail["message"]
+    return detail
+
+
+# -- fixtures ---------------------------------------------------------------------------------
+@pytest.fixture
+def ctx(request: pytest.FixtureRequest) -> Ctx:
+    run = get_run(request.config)
+    m = request.node.get_closest_marker("case")
+    return Ctx(run.profile, run.seed, frozenset(run.capabilities),
+               case_id=m.kwargs["id"] if m else request.node.name)
+
+
+@pytest.fixture
+def server(request: pytest.FixtureRequest) -> Target:
+    """The shared server under test, restarted first if an earlier case killed it."""
+    run = get_run(request.config)
+    try:
+        t = run.get_target()
+        died = t.death()
+        if died:
+            run.blame_previous(died)
+        t.ensure_running()
+    except HarnessError as e:
+        if str(e) not in run.harness_errors:
+            run.harness_errors.append(f"could not (re)start the server: {e}")
+        raise
+    return t
+
+
+@pytest.fixture
+def fresh_server(request: pytest.FixtureRequest) -> Iterator[Callable[..., OwnedServer]]:
+    """Start private server instances for cases that perturb the process (signals,
+    limits, kills); each is stopped at the end of the case."""
+    run = get_run(request.config)
+    if run.spec is None:
+        pytest.skip("needs the harness to own the server process")
+    started: list[OwnedServer] = []
+
+    def start(*, hold_fds: int = 0, host: str | None = None, wrap: Any = None,
+              factory: Any = None) -> OwnedServer:
+        assert run.spec is not None
+        spec = run.spec.with_host(host) if host else run.spec
+        srv = OwnedServer(spec, hold_fds=hold_fds, wrap=wrap, factory=factory)
+        started.append(srv)
+        srv.ensure_running()
+        return srv
+
+    yield start
+    for srv in started:
+        srv.stop()
+        for h in srv.history:
+            run.fresh_history.append({"case": request.node.nodeid.split("::", 1)[-1], **h})

@@ -1,0 +1,167 @@
+"""The implementations registry (conformance/implementations.toml).
+
+Schema (version 1):
+
+    [NAME]                          # a reference or third-party implementation
+    builtin = "echo-epoll"          # exactly one of builtin / command / target
+    command = "python3 server.py --port {port}"
+    target = "127.0.0.1:7007"
+    capabilities = ["concurrent", "ipv6"]
+    description = "..."             # optional
+    [NAME.expected-failures]        # case id -> reason; a pass becomes XPASS = failure
+    "robust.fd-setsize" = "select() cannot watch fds >= 1024; it closes them"
+
+    [broken.NAME]                   # a deliberately broken server (meta-test only)
+    builtin = "broken-NAME"         # or command = ...
+    capabilities = ["concurrent"]
+    fm = ["FM-05"]                  # optional: the failure mode it plants
+    must-fail = ["close.half-close-flush"]   # must fail here, deterministically
+    [broken.NAME.may-fail]          # optional: case id -> why it may fail (scheduling)
+    "state.machine" = "..."
+
+A broken server must fail every must-fail case and nothing outside must-fail and may-fail.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CAPABILITIES = ("concurrent", "ipv6")
+HERE = Path(__file__).resolve().parent
+CONFORMANCE = HERE.parent.parent  # conformance/ in a checkout (src layout)
+REPO_CANDIDATES = (CONFORMANCE.parent, Path.cwd())
+
+
+class RegistryError(ValueError):
+    pass
+
+
+@dataclass
+class Implementation:
+    name: str
+    builtin: str | None = None
+    command: str | None = None
+    target: str | None = None
+    capabilities: list[str] = field(default_factory=list)
+    expected_failures: dict[str, str] = field(default_factory=dict)
+    broken: bool = False
+    must_fail: list[str] = field(default_factory=list)
+    may_fail: dict[str, str] = field(default_factory=dict)
+    fm: list[str] = field(default_factory=list)
+    description: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"broken.{self.name}" if self.broken else self.name
+
+
+def default_path() -> Path:
+    env = os.environ.get("ECHOCONF_REGISTRY")
+    if env:
+        return Path(env)
+    for p in (CONFORMANCE / "implementations.toml", Path.cwd() / "conformance" / "implementations.toml",
+              Path.cwd() / "implementations.toml"):
+        if p.exists():
+            return p
+    return CONFORMANCE / "implementations.toml"
+
+
+BUILD_HINT = "build the servers first: cmake --workflow --preset release"
+
+
+def bin_dirs() -> list[Path]:
+    """Where builtin servers are looked up: $ECHOCONF_BIN_DIR, else build/release/bin,
+    then build/dev/bin of the checkout (or of the current directory)."""
+    env = os.environ.get("ECHOCONF_BIN_DIR")
+    if env:
+        return [Path(env)]
+    out = []
+    for root in REPO_CANDIDATES:
+        out += [root / "build" / "release" / "bin", root / "build" / "dev" / "bin"]
+    return out
+
+
+def find_binary(name: str) -> Path | None:
+    for d in bin_dirs():
+        p = d / name
+        if p.is_file() and os.access(p, os.X_OK):
+            return p
+    return None
+
+
+def _entry(name: str, table: dict, broken: bool) -> Implementation:
+    where = f"[{'broken.' if broken else ''}{name}]"
+    sources = [k for k in ("builtin", "command", "target") if k in table]
+    if len(sources) != 1:
+        raise RegistryError(f"{where}: give exactly one of builtin, command, target")
+    caps = table.get("capabilities", [])
+    unknown = [c for c in caps if c not in CAPABILITIES]
+    if unknown:
+        raise RegistryError(f"{where}: unknown capabilities {unknown} (known: {list(CAPABILITIES)})")
+    allowed = {"builtin", "command", "target", "capabilities", "expected-failures", "description",
+               "must-fail", "may-fail", "fm"}
+    extra = set(table) - allowed
+    if extra:
+        raise RegistryError(f"{where}: unknown keys {sorted(extra)}")
+    if not broken and ("must-fail" in table or "may-fail" in table):
+        raise RegistryError(f"{where}: must-fail/may-fail belong in [broken.*] entries")
+    impl = Implementation(
+        name=name, builtin=table.get("builtin"), command=table.get("command"),
+        target=table.get("target"), capabilities=list(caps),
+        expected_failures=dict(table.get("expected-failures", {})), broken=broken,
+        must_fail=list(table.get("must-fail", [])), may_fail=dict(table.get("may-fail", {})),
+        fm=list(table.get("fm", [])), description=table.get("description", ""))
+    if broken and not impl.must_fail:
+        raise RegistryError(f"{where}: a broken server needs a non-empty must-fail list")
+    return impl
+
+
+def load(path: Path | None = None) -> dict[str, Implementation]:
+    """All entries keyed by name; broken ones as `broken.NAME`."""
+    path = path or default_path()
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise RegistryError(f"registry not found: {path}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise RegistryError(f"{path}: {e}") from None
+    out: dict[str, Implementation] = {}
+    for name, table in data.items():
+        if name == "broken":
+            for bname, btable in table.items():
+                out[f"broken.{bname}"] = _entry(bname, btable, True)
+        elif isinstance(table, dict):
+            out[name] = _entry(name, table, False)
+    return out
+
+
+def find(name: str, path: Path | None = None) -> Implementation:
+    reg = load(path)
+    if name in reg:
+        return reg[name]
+    if name.startswith("broken-") and f"broken.{name[7:]}" in reg:
+        return reg[f"broken.{name[7:]}"]
+    raise RegistryError(f"no implementation {name!r} in the registry (known: {', '.join(reg)})")
+
+
+def by_builtin(builtin: str, path: Path | None = None) -> Implementation | None:
+    try:
+        reg = load(path)
+    except RegistryError:
+        return None
+    for impl in reg.values():
+        if impl.builtin == builtin:
+            return impl
+    return None
+
+
+def references(path: Path | None = None) -> list[Implementation]:
+    return [i for i in load(path).values() if not i.broken and i.builtin]
+
+
+def broken(path: Path | None = None) -> list[Implementation]:
+    return [i for i in load(path).values() if i.broken]

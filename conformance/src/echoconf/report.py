@@ -1,0 +1,142 @@
+"""report.json (versioned schema), report.md and the end-of-run summary table.
+junit.xml comes from pytest's own --junitxml."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .plugin import EchoconfRun
+
+VERSION = 1
+OUTCOMES = ("passed", "failed", "error", "xpassed", "xfailed", "skipped")
+BAD = ("failed", "error", "xpassed")
+
+
+def environment() -> dict[str, Any]:
+    import hypothesis
+    import pytest
+
+    return {"python": sys.version.split()[0], "pytest": pytest.__version__,
+            "hypothesis": hypothesis.__version__, "platform": platform.platform(),
+            "kernel": platform.release(), "cpus": os.cpu_count(), "uid": os.geteuid()}
+
+
+def build(run: "EchoconfRun", cases: list[dict[str, Any]], status: int) -> dict[str, Any]:
+    counts = collections.Counter(c["outcome"] for c in cases)
+    target: dict[str, Any] = {}
+    server_log: list[dict[str, Any]] = []
+    if run.target is not None:
+        target = run.target_desc or run.target.describe()
+        server_log = list(getattr(run.target, "history", []))
+    elif run.spec is not None:
+        target = {"kind": "builtin" if run.spec.announces else "command",
+                  "command": " ".join(run.spec.argv)}
+    elif hasattr(run, "remote"):
+        target = run.remote.describe()
+    return {
+        "version": VERSION,
+        "implementation": run.impl.key if run.impl else None,
+        "target": target,
+        "profile": run.profile.name,
+        "seed": run.seed,
+        "capabilities": sorted(run.capabilities),
+        "expected_failures": run.expected,
+        "environment": environment(),
+        "cases": cases,
+        "summary": {"total": len(cases), **{o: counts.get(o, 0) for o in OUTCOMES},
+                    "exit_status": status,
+                    "duration": round(__import__("time").monotonic() - run.started, 3),
+                    "harness_errors": run.harness_errors},
+        "server_output": server_log,
+        "fresh_servers": run.fresh_history,
+        "replay": replay_hint(run),
+    }
+
+
+def replay_hint(run: "EchoconfRun") -> str:
+    if run.impl:
+        src = f"--impl {run.impl.key}"
+    elif run.spec is not None and run.spec.announces:
+        src = f"--builtin {run.spec.label}"
+    elif run.spec is not None:
+        src = f"--command {json.dumps(run.spec.label)}"
+    else:
+        src = f"--target {run.remote.name}"
+    return f"conformance/echoconf run {src} --profile {run.profile.name} --seed {run.seed}"
+
+
+def write(directory: Path, doc: dict[str, Any]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "report.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    (directory / "report.md").write_text(markdown(doc))
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    s = doc["summary"]
+    name = doc["implementation"] or doc["target"].get("command") or doc["target"].get("address")
+    out = [f"# echoconf report: {name}", "",
+           f"Profile `{doc['profile']}`, seed {doc['seed']}, exit status {s['exit_status']}. "
+           f"Replay: `{doc['replay']}`", "",
+           " · ".join(f"{o}: {s[o]}" for o in OUTCOMES if s[o]), "",
+           "| case | level | outcome | time | detail |", "|---|---|---|---|---|"]
+    for c in doc["cases"]:
+        msg = ((c.get("detail") or {}).get("message") or "").replace("|", "\\|").replace("\n", " ")
+        out.append(f"| {c['id']} | {c['level']} | {c['outcome']} | {c['duration']:.2f}s | {msg} |")
+    for c in doc["cases"]:
+        d = c.get("detail") or {}
+        if c["outcome"] in BAD and len(d) > 1:
+            out += ["", f"## {c['id']}: {c['outcome']}", "", d.get("message", ""), "", "```"]
+            out += [f"{k}: {v}" for k, v in d.items() if k != "message"]
+            out.append("```")
+    for h in s.get("harness_errors") or []:
+        out += ["", f"**Harness error:** {h}"]
+    return "\n".join(out) + "\n"
+
+
+def print_summary(console: Any, doc: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    fams: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    for c in doc["cases"]:
+        fams[c["id"].split(".", 1)[0]][c["outcome"]] += 1
+    s = doc["summary"]
+    name = doc["implementation"] or doc["target"].get("command") or doc["target"].get("address")
+    table = Table(title=f"echoconf: {name} (profile {doc['profile']}, seed {doc['seed']})")
+    table.add_column("family")
+    for o in OUTCOMES:
+        table.add_column(o, justify="right")
+    for fam, cnt in fams.items():
+        table.add_row(fam, *[_cell(o, cnt.get(o, 0)) for o in OUTCOMES])
+    table.add_row("[b]total[/b]", *[_cell(o, s[o]) for o in OUTCOMES])
+    console.print(table)
+    for c in doc["cases"]:
+        if c["outcome"] in BAD:
+            d = c.get("detail") or {}
+            console.print(f"[bold red]{c['outcome']}[/] {c['id']}: {d.get('message', '')}",
+                          highlight=False, markup=True)
+            for key in ("offset", "sent", "received", "end", "expected", "observed"):
+                if d.get(key) is not None:
+                    console.print(f"    {key}: {d[key]}", highlight=False, markup=False)
+            if d.get("falsifying_example"):
+                console.print("    " + d["falsifying_example"].replace("\n", "\n    "),
+                              highlight=False, markup=False)
+    for h in s.get("harness_errors") or []:
+        console.print(f"[bold red]harness error:[/] {h}", markup=True, highlight=False)
+    verdict = {0: "[green]PASS[/]", 1: "[bold red]FAIL[/]", 2: "[bold red]HARNESS ERROR[/]"}
+    console.print(f"{verdict.get(s['exit_status'], s['exit_status'])} in {s['duration']:.1f}s "
+                  f"(exit {s['exit_status']}); replay: {doc['replay']}", markup=True, highlight=False)
+
+
+def _cell(outcome: str, n: int) -> str:
+    if not n:
+        return "[dim]0[/]"
+    colour = {"passed": "green", "failed": "red", "error": "red", "xpassed": "red",
+              "xfailed": "cyan", "skipped": "yellow"}[outcome]
+    return f"[{colour}]{n}[/]"

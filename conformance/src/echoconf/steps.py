@@ -1,0 +1,94 @@
+"""Building blocks the cases share: a checked round trip, the liveness probe, CPU windows."""
+
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+from .client import Deadline, Flow, chunked, connect, exchange, probe
+from .oracle import CaseFailure, StreamCheck
+from .target import OwnedServer, Target, proc_stat
+
+
+SENTINEL = b"<echoconf-sentinel>"
+
+
+def roundtrip(server: Target, chunks: Sequence[bytes], what: str, *, deadline: float = 10.0,
+              nodelay: bool = False, rcvbuf: int | None = None, hint: str = "",
+              pause_every: int = 0, pause: float = 0.0, hold_reads: bool = False,
+              recv_size: int = 1 << 18, half_close: bool = False) -> Flow:
+    """Send the chunks while reading concurrently; the echo must be exact.
+
+    half_close=False: a sentinel follows the data and must come back right after it (no
+    stale or extra bytes in between); the client then closes. half_close=True: SHUT_WR after
+    the data, read to EOF: the echo must be complete and end with FIN (not RST, not silence)."""
+    sock = connect(server.addr, 2.0, rcvbuf=rcvbuf, nodelay=nodelay, factory=server.factory())
+    try:
+        # Corked, the client's FIN travels with its last data: a server that lets EOF win
+        # over queued output (FM-05) then fails every time, not only when a race goes wrong.
+        flow = Flow(sock, list(chunks) if half_close else [*chunks, SENTINEL], shut_wr=half_close,
+                    cork=half_close and not nodelay,
+                    pause_every=pause_every, pause=pause, hold_reads=hold_reads, recv_size=recv_size)
+        exchange([flow], Deadline(deadline))
+    finally:
+        sock.close()
+    judge(server, flow, what if half_close else what + ", then a sentinel", hint=hint,
+          deadline=deadline, graceful=half_close)
+    return flow
+
+
+def judge(server: Target, flow: Flow, what: str, *, hint: str = "", deadline: float | None = None,
+          others: Sequence[bytes] = (), graceful: bool | None = None) -> None:
+    expected = b"".join(flow.chunks)
+    failure = StreamCheck(what, expected, flow.data, flow.end, sent=flow.sent,
+                          shortfall_hint=hint, others=others, deadline=deadline,
+                          graceful_end=flow.shut_wr if graceful is None else graceful).verdict()
+    if failure is not None:
+        raise with_death(server, failure)
+
+
+def with_death(server: Target, failure: CaseFailure) -> CaseFailure:
+    """If the server died, that is the headline; the stream symptom becomes secondary."""
+    died = server.death(grace=0.3) if isinstance(server, OwnedServer) else None
+    if died:
+        msg = f"The server died: {died}."
+        if "SIGPIPE" in died:
+            msg += " It wrote to a connection the client had closed and SIGPIPE killed it (FM-07)."
+        return CaseFailure(msg, **{**failure.detail, "message": msg, "server_died": died,
+                                   "observed_failure": failure.detail["message"]})
+    return failure
+
+
+def alive(server: Target, after: str, timeout: float = 1.0, settle: float = 0.0) -> None:
+    """The liveness probe; on failure explain what the server did (or how it died).
+    `settle` gives a process that is handling a reset in another thread the chance to die
+    visibly; it can only turn a pass into a failure, never the other way round."""
+    problem = probe(server.addr, timeout, server.factory())
+    if problem is None and settle and isinstance(server, OwnedServer):
+        died = server.death(grace=settle)
+        if died:
+            problem = f"then {died}"
+    if problem is None:
+        return
+    raise with_death(server, CaseFailure(
+        f"After {after}, {problem}: the server no longer serves new clients.", after=after))
+
+
+def distinct(i: int, n: int, seed: int) -> bytes:
+    """Client i's data: a header naming the client, then seeded bytes."""
+    import random
+
+    head = f"<client {i}>".encode()
+    return (head + random.Random(seed * 7919 + i).randbytes(max(0, n - len(head))))[:n]
+
+
+def cpu_during(server: OwnedServer, window: float) -> float:
+    """Fraction of one core the server used over `window` seconds (utime+stime)."""
+    before = proc_stat(server.pid)["cpu"]
+    t0 = time.monotonic()
+    time.sleep(window)  # a measuring window: the verdict is the CPU used, not the sleep
+    used = proc_stat(server.pid)["cpu"] - before
+    return used / (time.monotonic() - t0)
+
+
+__all__ = ["roundtrip", "judge", "alive", "distinct", "cpu_during", "chunked", "with_death"]

@@ -1,0 +1,365 @@
+"""The server under test: an address we only connect to, or a process we own.
+
+An owned server is started from an argv template (`{port}` substituted), its stdout
+and stderr are captured by reader threads, its death is noticed and described
+("killed by SIGPIPE (signal 13)"), and it is restarted on the same port when it died.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .client import Addr, SocketFactory, can_connect
+
+READY_TIMEOUT = 10.0
+STOP_TIMEOUT = 3.0
+LISTENING = re.compile(rb"^listening (\S+) (\d+)\s*$")
+
+
+class HarnessError(RuntimeError):
+    """The harness could not do its job (server never ready, ...): exit status 2."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(fam, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def describe_status(code: int) -> str:
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"killed by {name} (signal {-code})"
+    if code > 128 and code - 128 < 65:
+        try:
+            return f"exited with status {code} (a shell reporting {signal.Signals(code - 128).name})"
+        except ValueError:
+            pass
+    return f"exited with status {code}"
+
+
+class _Tail:
+    """Keeps the last `limit` bytes of a stream (and the total seen)."""
+
+    def __init__(self, limit: int = 64 * 1024) -> None:
+        self.buf: collections.deque[bytes] = collections.deque()
+        self.size = 0
+        self.total = 0
+        self.limit = limit
+        self.lock = threading.Lock()
+
+    def add(self, data: bytes) -> None:
+        with self.lock:
+            self.buf.append(data)
+            self.size += len(data)
+            self.total += len(data)
+            while self.size > self.limit and len(self.buf) > 1:
+                self.size -= len(self.buf.popleft())
+
+    def text(self, last: int | None = None) -> str:
+        with self.lock:
+            data = b"".join(self.buf)
+        if last is not None:
+            data = data[-last:]
+        return data.decode("utf-8", "replace")
+
+
+@dataclass
+class ServerSpec:
+    """How to start a server: argv with `{port}`; builtins announce `listening ADDR PORT`."""
+
+    argv: list[str]
+    announces: bool = False  # prints `listening ADDR PORT`, so port 0 can be used
+    host: str = "127.0.0.1"
+    label: str = ""
+
+    @classmethod
+    def from_command(cls, command: str, host: str = "127.0.0.1") -> "ServerSpec":
+        argv = shlex.split(command)
+        if not any("{port}" in a for a in argv):
+            raise HarnessError("--command needs a {port} placeholder, e.g. \"./server --port {port}\"")
+        return cls(argv, announces=False, host=host, label=command)
+
+    @classmethod
+    def from_builtin(cls, binary: str, host: str = "127.0.0.1") -> "ServerSpec":
+        return cls([binary, "--host", host, "--port", "{port}"], announces=True, host=host,
+                   label=os.path.basename(binary))
+
+    def with_host(self, host: str) -> "ServerSpec":
+        if not self.announces:
+            return ServerSpec(list(self.argv), self.announces, host, self.label)
+        argv = list(self.argv)
+        if "--host" in argv:
+            argv[argv.index("--host") + 1] = host
+        return ServerSpec(argv, True, host, self.label)
+
+
+@dataclass
+class Instance:
+    """One run of the server process."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    addr: Addr
+    started: float
+    stdout: _Tail = field(default_factory=_Tail)
+    stderr: _Tail = field(default_factory=_Tail)
+
+
+class Target:
+    """Base: something with an address."""
+
+    owned = False
+    name = ""
+
+    @property
+    def addr(self) -> Addr:
+        raise NotImplementedError
+
+    def factory(self) -> SocketFactory | None:
+        return None
+
+    def ensure_running(self) -> None:
+        pass
+
+    def death(self, grace: float = 0.0) -> str | None:
+        return None
+
+    def stop(self) -> None:
+        pass
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "target", "address": f"{self.addr[0]}:{self.addr[1]}"}
+
+
+class RemoteTarget(Target):
+    def __init__(self, host: str, port: int) -> None:
+        self._addr = (host, port)
+        self.name = f"{host}:{port}"
+
+    @property
+    def addr(self) -> Addr:
+        return self._addr
+
+    def ensure_running(self) -> None:
+        if not can_connect(self._addr, 2.0):
+            raise HarnessError(f"nothing accepts connections at {self.name}")
+
+
+class OwnedServer(Target):
+    """A server process the harness starts, watches, restarts and stops."""
+
+    owned = True
+
+    def __init__(self, spec: ServerSpec, *, wrap: Callable[[list[str]], list[str]] | None = None,
+                 factory: SocketFactory | None = None, hold_fds: int = 0,
+                 port: int | None = None) -> None:
+        self.spec = spec
+        self.name = spec.label
+        self.wrap = wrap
+        self._factory = factory
+        self.hold_fds = hold_fds
+        self.port = port
+        self.inst: Instance | None = None
+        self.history: list[dict[str, Any]] = []  # earlier instances: exit, output tails
+        self.restarts = 0
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self, port: int | None = None) -> Instance:
+        if port is None:
+            port = self.port
+        if port is None:
+            port = 0 if self.spec.announces else free_port(self.spec.host)
+        argv = [a.replace("{port}", str(port)) for a in self.spec.argv]
+        if self.hold_fds:
+            argv = [sys.executable, "-c", _HOLD_FDS, str(self.hold_fds), *argv]
+        if self.wrap:
+            argv = self.wrap(argv)
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, start_new_session=True)
+        except OSError as e:
+            raise HarnessError(f"could not start {argv[0]}: {e}") from e
+        inst = Instance(proc, port, (self.spec.host, port), time.monotonic())
+        ready = threading.Event()
+        announced: list[tuple[str, int]] = []
+
+        def pump_stdout() -> None:
+            assert proc.stdout is not None
+            for line in iter(proc.stdout.readline, b""):
+                inst.stdout.add(line)
+                m = LISTENING.match(line) if not announced else None
+                if m:
+                    announced.append((m.group(1).decode(), int(m.group(2))))
+                    ready.set()
+            ready.set()
+
+        def pump_stderr() -> None:
+            assert proc.stderr is not None
+            for chunk in iter(lambda: proc.stderr.read1(65536), b""):  # type: ignore[union-attr]
+                inst.stderr.add(chunk)
+
+        threading.Thread(target=pump_stdout, daemon=True).start()
+        threading.Thread(target=pump_stderr, daemon=True).start()
+        self.inst = inst
+        deadline = time.monotonic() + READY_TIMEOUT
+        if self.spec.announces:
+            ready.wait(READY_TIMEOUT)
+            if not announced:
+                self._fail_start(inst, "never printed `listening ADDR PORT`")
+            host, aport = announced[0]
+            inst.port = aport
+            if host in ("::", "0.0.0.0", "*", ""):
+                host = "127.0.0.1"  # a wildcard listener (dual-stack for ::) takes IPv4 loopback
+            inst.addr = (host, aport)
+        while not can_connect(inst.addr, 0.2, self._factory):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                self._fail_start(inst, "did not accept connections within "
+                                 f"{READY_TIMEOUT:g} s")
+            time.sleep(0.02)
+        self.port = inst.port
+        return inst
+
+    def _fail_start(self, inst: Instance, why: str) -> None:
+        code = inst.proc.poll()
+        if code is None:
+            self._kill(inst)
+            status = ""
+        else:
+            status = f"; it {describe_status(code)}"
+        tail = inst.stderr.text(1500).strip()
+        raise HarnessError(f"the server {why}{status}" + (f"; stderr: {tail}" if tail else ""))
+
+    def ensure_running(self) -> None:
+        if self.inst is not None and self.inst.proc.poll() is None:
+            return
+        if self.inst is not None:
+            self._archive(self.inst)
+            self.restarts += 1
+        try:
+            self.start(self.port)
+        except HarnessError:
+            if self.port in (None, 0):
+                raise
+            # The old port may still be held (TIME_WAIT without SO_REUSEADDR): take another.
+            self.port = None
+            self.start()
+
+    def death(self, grace: float = 0.0) -> str | None:
+        """If the process has died, say how (waiting up to `grace` for a dying process)."""
+        if self.inst is None:
+            return None
+        try:
+            code = self.inst.proc.wait(grace) if grace else self.inst.proc.poll()
+        except subprocess.TimeoutExpired:
+            code = None
+        if code is None:
+            return None
+        # Let the pump threads collect the last words.
+        time.sleep(0.02)
+        tail = self.inst.stderr.text(600).strip()
+        return f"the server {describe_status(code)}" + (f"; its last stderr: {tail}" if tail else "")
+
+    def alive(self) -> bool:
+        return self.inst is not None and self.inst.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.inst is None:
+            return
+        inst = self.inst
+        if inst.proc.poll() is None:
+            try:
+                inst.proc.send_signal(signal.SIGTERM)
+                inst.proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self._kill(inst)
+        self._archive(inst, stopped=True)
+        self.inst = None
+
+    def _kill(self, inst: Instance) -> None:
+        try:
+            inst.proc.kill()
+            inst.proc.wait(STOP_TIMEOUT)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+
+    def _archive(self, inst: Instance, stopped: bool = False) -> None:
+        code = inst.proc.poll()
+        self.history.append({
+            "pid": inst.proc.pid, "port": inst.port,
+            "exit": None if code is None else describe_status(code),
+            "stopped_by_harness": stopped,
+            "stdout_tail": inst.stdout.text(4000), "stderr_tail": inst.stderr.text(4000),
+        })
+
+    # -- observation -----------------------------------------------------------------
+    @property
+    def addr(self) -> Addr:
+        if self.inst is None:
+            raise HarnessError("the server is not running")
+        return self.inst.addr
+
+    @property
+    def pid(self) -> int:
+        if self.inst is None:
+            raise HarnessError("the server is not running")
+        return self.inst.proc.pid
+
+    def factory(self) -> SocketFactory | None:
+        return self._factory
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "builtin" if self.spec.announces else "command",
+                "command": self.spec.label if not self.spec.announces else shlex.join(self.spec.argv),
+                "restarts": self.restarts,
+                "address": f"{self.addr[0]}:{self.addr[1]}" if self.inst else None}
+
+
+# Runs as `python3 -c _HOLD_FDS N argv...`: raise RLIMIT_NOFILE, hold N descriptors open
+# (so the server's own sockets land near fd N+3), then exec the server in place (same pid).
+_HOLD_FDS = """
+import os, resource, sys
+n = int(sys.argv[1])
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+want = max(4096, n + 64)
+resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want)))
+while True:
+    fd = os.open("/dev/null", os.O_RDONLY)
+    os.set_inheritable(fd, True)
+    if fd >= n + 2:
+        break
+os.execvp(sys.argv[2], sys.argv[2:])
+"""
+
+
+def proc_stat(pid: int) -> dict[str, float]:
+    """CPU seconds (utime+stime), RSS bytes and descriptor count of a process."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    rss = 0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1]) * 1024
+    return {"cpu": cpu, "rss": rss}
+
+
+def fd_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
