@@ -1,0 +1,117 @@
+/* broken-idle-timeout: a poll() echo server that closes a connection after half a
+ * second without traffic, although RFC 862 echoes "until the calling user terminates".
+ *
+ * Failure mode: R3 (the server closes first), a misapplied FM-15 slowloris defence.
+ * Real-world pattern: an idle timeout on by default and far too short (MPD's
+ * connection_timeout, HAProxy's "timeout client"); OpenBSD relayd's regress test
+ * asserts the opposite: a 3 s timeout must not fire within 2 s of idleness.
+ * The timeout is 0.5 s, not 1 s, so that a client idling exactly 1 s loses every time.
+ * Must fail: close.no-early-close, echo.pause.
+ */
+#include "broken.h"
+
+#include <time.h>
+
+#define BUF_SIZE 65536 /* per-connection bound: stop reading while it is full */
+#define IDLE_TIMEOUT_MS 500 /* drop clients that have gone quiet */
+
+struct conn {
+	int fd;
+	size_t off, len; /* buf[off, len) is still owed to the client */
+	bool eof;        /* the client has shut down its sending side */
+	long long last_active; /* ms: last byte read or written */
+	char buf[BUF_SIZE];
+};
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+	if (clock_gettime(CLOCK_MONOTONIC, &ts) < 0)
+		die("clock_gettime");
+	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+/* Reads what fits, writes what it can; false once the connection is finished. */
+static bool serve(struct conn *c, short revents)
+{
+	if (!c->eof && c->len < BUF_SIZE && (revents & (POLLIN | POLLHUP | POLLERR))) {
+		ssize_t n = read(c->fd, c->buf + c->len, BUF_SIZE - c->len);
+		if (n > 0) {
+			c->len += (size_t)n;
+			c->last_active = now_ms();
+		} else if (n == 0)
+			c->eof = true;
+		else if (errno != EAGAIN && errno != EINTR)
+			return false;
+	}
+	if (c->off < c->len) {
+		ssize_t n = send(c->fd, c->buf + c->off, c->len - c->off, MSG_NOSIGNAL);
+		if (n > 0) {
+			c->off += (size_t)n;
+			c->last_active = now_ms();
+		} else if (n < 0 && errno != EAGAIN && errno != EINTR)
+			return false;
+		if (c->off == c->len)
+			c->off = c->len = 0;
+	} else if (revents & (POLLERR | POLLHUP) && (c->eof || c->len == BUF_SIZE)) {
+		return false;
+	}
+	/* Half-close: everything owed is delivered, so our FIN follows it. */
+	return !(c->eof && c->off == c->len);
+}
+
+int main(int argc, char **argv)
+{
+	struct options opt;
+
+	parse_options(argc, argv, &opt);
+	exit_on_signals();
+	int lfd = listen_on(&opt);
+
+	size_t max = (size_t)opt.max_conns, nconns = 0;
+	struct conn **conns = calloc(max, sizeof *conns);
+	struct pollfd *pfds = calloc(max + 1, sizeof *pfds);
+	if (conns == NULL || pfds == NULL)
+		die("calloc");
+
+	for (;;) {
+		pfds[0] = (struct pollfd){ .fd = lfd, .events = POLLIN };
+		for (size_t i = 0; i < nconns; i++) {
+			struct conn *c = conns[i];
+			short ev = 0;
+			if (!c->eof && c->len < BUF_SIZE)
+				ev |= POLLIN;
+			if (c->off < c->len)
+				ev |= POLLOUT;
+			pfds[i + 1] = (struct pollfd){ .fd = c->fd, .events = ev };
+		}
+		if (poll(pfds, nconns + 1, IDLE_TIMEOUT_MS / 5) < 0) {
+			if (errno == EINTR)
+				continue;
+			die("poll");
+		}
+		/* Walk backwards so that removing entry i keeps the others in place. */
+		for (size_t i = nconns; i-- > 0;) {
+			struct conn *c = conns[i];
+			bool idle = c->off == c->len && now_ms() - c->last_active > IDLE_TIMEOUT_MS;
+			if (!idle && (pfds[i + 1].revents == 0 || serve(c, pfds[i + 1].revents)))
+				continue;
+			close(conns[i]->fd);
+			free(conns[i]);
+			conns[i] = conns[--nconns];
+		}
+		if (pfds[0].revents & POLLIN) {
+			int fd;
+			while ((fd = accept_client(lfd)) >= 0) {
+				struct conn *c = nconns < max ? calloc(1, sizeof *c) : NULL;
+				if (c == NULL) {
+					close(fd); /* over --max-conns (or out of memory): refuse */
+					continue;
+				}
+				c->fd = fd;
+				c->last_active = now_ms();
+				conns[nconns++] = c;
+			}
+		}
+	}
+}

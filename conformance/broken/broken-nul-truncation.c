@@ -1,0 +1,103 @@
+/* broken-nul-truncation: a poll() echo server that handles what it reads as a C
+ * string, so strlen() cuts every read at its first NUL byte.
+ *
+ * Failure mode: FM-20 (binary data / embedded NUL bytes).
+ * Real-world pattern: Dahrkael/rENet PR #1 (strlen on received data),
+ * trungams/http-server #2, libtelnet PR #28 (printf("%.*s")), libdime #3 (strstr).
+ * Must fail: echo.byte-values, echo.nul, echo.chunking (the cases its bug is about;
+ *            expectations.toml lists all).
+ */
+#include "broken.h"
+
+#define BUF_SIZE 65536 /* per-connection bound: stop reading while it is full */
+
+struct conn {
+	int fd;
+	size_t off, len; /* buf[off, len) is still owed to the client */
+	bool eof;        /* the client has shut down its sending side */
+	char buf[BUF_SIZE];
+};
+
+/* Reads what fits, writes what it can; false once the connection is finished. */
+static bool serve(struct conn *c, short revents)
+{
+	if (!c->eof && c->len < BUF_SIZE && (revents & (POLLIN | POLLHUP | POLLERR))) {
+		char text[BUF_SIZE + 1];
+		ssize_t n = read(c->fd, text, BUF_SIZE - c->len);
+		if (n > 0) {
+			text[n] = '\0';
+			size_t got = strlen(text);
+			memcpy(c->buf + c->len, text, got);
+			c->len += got;
+		} else if (n == 0)
+			c->eof = true;
+		else if (errno != EAGAIN && errno != EINTR)
+			return false;
+	}
+	if (c->off < c->len) {
+		ssize_t n = send(c->fd, c->buf + c->off, c->len - c->off, MSG_NOSIGNAL);
+		if (n >= 0)
+			c->off += (size_t)n;
+		else if (errno != EAGAIN && errno != EINTR)
+			return false;
+		if (c->off == c->len)
+			c->off = c->len = 0;
+	} else if (revents & (POLLERR | POLLHUP) && (c->eof || c->len == BUF_SIZE)) {
+		return false;
+	}
+	/* Half-close: everything owed is delivered, so our FIN follows it. */
+	return !(c->eof && c->off == c->len);
+}
+
+int main(int argc, char **argv)
+{
+	struct options opt;
+
+	parse_options(argc, argv, &opt);
+	exit_on_signals();
+	int lfd = listen_on(&opt);
+
+	size_t max = (size_t)opt.max_conns, nconns = 0;
+	struct conn **conns = calloc(max, sizeof *conns);
+	struct pollfd *pfds = calloc(max + 1, sizeof *pfds);
+	if (conns == NULL || pfds == NULL)
+		die("calloc");
+
+	for (;;) {
+		pfds[0] = (struct pollfd){ .fd = lfd, .events = POLLIN };
+		for (size_t i = 0; i < nconns; i++) {
+			struct conn *c = conns[i];
+			short ev = 0;
+			if (!c->eof && c->len < BUF_SIZE)
+				ev |= POLLIN;
+			if (c->off < c->len)
+				ev |= POLLOUT;
+			pfds[i + 1] = (struct pollfd){ .fd = c->fd, .events = ev };
+		}
+		if (poll(pfds, nconns + 1, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			die("poll");
+		}
+		/* Walk backwards so that removing entry i keeps the others in place. */
+		for (size_t i = nconns; i-- > 0;) {
+			if (pfds[i + 1].revents == 0 || serve(conns[i], pfds[i + 1].revents))
+				continue;
+			close(conns[i]->fd);
+			free(conns[i]);
+			conns[i] = conns[--nconns];
+		}
+		if (pfds[0].revents & POLLIN) {
+			int fd;
+			while ((fd = accept_client(lfd)) >= 0) {
+				struct conn *c = nconns < max ? calloc(1, sizeof *c) : NULL;
+				if (c == NULL) {
+					close(fd); /* over --max-conns (or out of memory): refuse */
+					continue;
+				}
+				c->fd = fd;
+				conns[nconns++] = c;
+			}
+		}
+	}
+}

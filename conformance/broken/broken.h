@@ -1,0 +1,57 @@
+/* broken.h: the plumbing every broken echo server shares.
+ *
+ * Nothing here is a bug on purpose: argument parsing of the server contract, the
+ * listening socket, the ready line, exit on SIGTERM/SIGINT and an accept() that
+ * survives EMFILE live here so that each broken-*.c shows only its own bug.
+ * Include this header first: it selects the POSIX/GNU interfaces.
+ */
+#ifndef ECHOCONF_BROKEN_H
+#define ECHOCONF_BROKEN_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+struct options {
+	const char *host; /* "::" unless --host */
+	int port;         /* 7 unless --port; 0 picks a free port */
+	int max_conns;    /* connections served at once; extra ones are closed */
+};
+
+/* Parses [--host ADDR] [--port N] [--max-conns N] [--help]. --help prints usage and
+ * exits 0; a bad argument prints one line on stderr and exits 2. */
+void parse_options(int argc, char **argv, struct options *opt);
+
+/* A non-blocking listener on opt->host:opt->port with SO_REUSEADDR; "::" is
+ * dual-stack and falls back to 0.0.0.0 without IPv6. Prints the ready line. */
+int listen_on(const struct options *opt);
+
+/* Prints "listening ADDR PORT" for a bound socket and flushes stdout. */
+void announce(int lfd, const char *shown_host);
+
+/* SIGTERM and SIGINT end the process with status 0. */
+void exit_on_signals(void);
+
+/* Accepts one pending connection as a non-blocking descriptor, or returns -1 when
+ * none is pending. Under EMFILE/ENFILE it frees a reserve descriptor to accept and
+ * close the connection, so a full table never leaves a readable listener behind. */
+int accept_client(int lfd);
+
+/* Clears or sets O_NONBLOCK; exits on failure. */
+void set_blocking(int fd, bool blocking);
+
+/* perror(what) and exit 1: for errors a server cannot go on after. */
+_Noreturn void die(const char *what);
+
+#endif
