@@ -3,9 +3,19 @@
 
 For each (server, profile) cell: start the server in a container on an internal Docker network
 under the profile, run the conformance suite against it (`conformance/echoconf run --target`,
-or a built-in smoke check when the harness is not usable), then the fault checks across the
-container boundary (pause/resume, network cut, kill/restart). Writes REPORTS/matrix.md and a
-self-contained REPORTS/matrix.html, each cell's harness reports under REPORTS/<server>/<profile>/.
+through echoconf.image.run_profile, the same code as `echoconf run --image`), then the
+Docker-level checks (the container is alive; descriptor exhaustion under a descriptor limit) and,
+where the plan says so, the fault checks across the container boundary (pause/resume, network
+cut, kill/restart). Two cells run at once (--jobs). Writes REPORTS/matrix.md, a self-contained
+REPORTS/matrix.html, REPORTS/matrix.json, REPORTS/junit.xml (every cell) and each cell's harness
+reports under REPORTS/<server>/<profile>/.
+
+The default plan keeps the run near five minutes on two cores and the coverage honest: the
+profiles that change how bytes move (`default`, `tiny-buffers`) get the default suite and the
+fault checks; the profiles that constrain the process or the network family (`low-nofile`,
+`memory`, `cpu`, `ipv6`) get the quick suite (every case, smaller sizes and fewer examples).
+`--full` gives every cell the default suite and the fault checks; `--suite-profile` forces one
+suite depth everywhere.
 
 Exit status: 0 every cell passed, 1 some case failed, 2 usage, harness or Docker error.
 """
@@ -14,10 +24,10 @@ from __future__ import annotations
 
 import argparse
 import collections
+import concurrent.futures
 import datetime
 import html
 import json
-import os
 import shlex
 import signal
 import socket
@@ -32,14 +42,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "conformance" / "src"))
 
 from echoconf import dockerenv as de  # noqa: E402
+from echoconf import image as img  # noqa: E402
 
 SERVERS = ["echo-blocking", "echo-threaded", "echo-select", "echo-poll", "echo-epoll"]
 # Capabilities the harness must not assume of a server, by server name.
 WITHOUT = {"echo-blocking": ["concurrent"]}
-# Cases a profile makes impossible to pass, with why: expected failures (one that passes fails).
-PROFILE_XFAIL = {
-    "low-nofile": ["echo.concurrent=64 concurrent clients need more than RLIMIT_NOFILE 64 descriptors; "
-                   "closing the extra ones promptly is the correct answer"],
+# (suite profile, fault checks) per hostile profile in the default run; see the module doc.
+PLAN: dict[str, tuple[str, bool]] = {
+    "default": ("default", True),
+    "tiny-buffers": ("default", True),
+    "low-nofile": ("quick", False),
+    "memory": ("quick", False),
+    "cpu": ("quick", False),
+    "ipv6": ("quick", False),
 }
 HARNESS = ROOT / "conformance" / "echoconf"
 BAD = ("failed", "error", "xpassed")
@@ -53,6 +68,7 @@ def log(msg: str) -> None:
 class Cell:
     server: str
     profile: str
+    suite: str = "default"
     families: dict[str, collections.Counter[str]] = field(default_factory=dict)
     failures: list[tuple[str, str, str]] = field(default_factory=list)  # (case id, outcome, detail)
     status: int = 0  # 0 / 1 / 2 like the harness
@@ -80,92 +96,48 @@ def harness_usable() -> bool:
     return proc.returncode == 0 and "--target" in proc.stdout
 
 
-def run_harness(cell: Cell, srv: de.ServerContainer, out: Path, suite_profile: str, timeout: float) -> None:
-    argv = [sys.executable, str(HARNESS), "run", "--target", srv.target, "--report", str(out),
-            "--profile", suite_profile, "--no-summary"]
-    for cap in WITHOUT.get(cell.server, []):
-        argv += ["--without", cap]
-    for xf in PROFILE_XFAIL.get(cell.profile, []):
-        if not (xf.startswith("echo.concurrent=") and "concurrent" in WITHOUT.get(cell.server, [])):
-            argv += ["--xfail", xf]
-    log(f"    $ {' '.join(shlex.quote(a) for a in argv[1:])}")
-    with open(out / "harness.log", "w") as f:
-        try:
-            proc = subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT, timeout=timeout, cwd=ROOT)
-            rc = proc.returncode
-        except subprocess.TimeoutExpired:
-            rc = 2
-            cell.note = f"harness did not finish within {timeout:.0f}s"
-    try:
-        doc = json.loads((out / "report.json").read_text())
-    except (OSError, ValueError) as e:
-        cell.status = 2
-        cell.note = cell.note or f"harness exit {rc}, no report.json ({e}); see {out / 'harness.log'}"
-        return
-    for c in doc.get("cases", []):
-        d = c.get("detail") or {}
-        msg = d.get("message", "") if isinstance(d, dict) else str(d)
-        cell.add(c["id"], c["outcome"], msg)
-    for h in (doc.get("summary") or {}).get("harness_errors") or []:
-        cell.note = (cell.note + "; " if cell.note else "") + f"harness error: {h}"
-    cell.status = max(cell.status, rc if rc in (0, 1, 2) else 2)
-    cell.report = str((out / "report.md").relative_to(out.parents[1]))
-
-
-def smoke(cell: Cell, srv: de.ServerContainer) -> None:
-    """The harness is not usable: a minimal echo + half-close check, so the path is testable."""
-    why = de.probe(srv.address, srv.port)
-    cell.add("smoke.echo", "passed" if why is None else "failed", why or "")
-    sent, got, err = de.stream_with_fault(srv.address, srv.port, 1 << 20, lambda: None, deadline=15.0)
-    ok = got == sent and err is None
-    cell.add("smoke.half-close", "passed" if ok else "failed",
-             "" if ok else f"{len(got)} of {len(sent)} bytes back, then EOF; {err or ''}")
-
-
-def run_cell(lab: de.Lab, image: str, server: str, prof: str, reports: Path, use_harness: bool,
-             suite_profile: str, faults: bool, timeout: float) -> Cell:
-    cell = Cell(server, prof)
-    start = time.monotonic()
+def run_cell(lab: de.Lab, image: str, server: str, prof: str, reports: Path, suite_profile: str,
+             faults: bool, timeout: float, port: int = 7, command: list[str] | None = None) -> Cell:
+    cell = Cell(server, prof, suite=suite_profile)
     out = reports / server / prof
-    out.mkdir(parents=True, exist_ok=True)
-    cmd = None if server == "image" else [server, "--port", "{port}"]
-    try:
-        srv = lab.start_server(image, cmd, 7, prof, name=server)
-    except de.DockerEnvError as e:
-        cell.status, cell.note = 2, f"server did not start: {str(e).splitlines()[0]}"
-        cell.server_state = "never listened"
-        return cell
-    log(f"  {server} / {prof}: {srv.target} ({srv.name})")
-    try:
-        if use_harness:
-            run_harness(cell, srv, out, suite_profile, timeout)
-        else:
-            smoke(cell, srv)
-        if not srv.alive():
-            cell.server_state = srv.exit_reason() or "dead"
-            cell.status = max(cell.status, 1)
-        elif faults:
-            for r in de.fault_checks(srv):
-                log(f"    {r.outcome:7} {r.id:28} {r.detail}")
-                cell.add(r.id, r.outcome, r.detail)
-                if not srv.alive():
-                    break
-            if not srv.alive():
-                cell.server_state = srv.exit_reason() or "dead"
-        (out / "docker.json").write_text(json.dumps(
-            {"server": srv.describe(), "server_state": cell.server_state,
-             "families": {k: dict(v) for k, v in cell.families.items()},
-             "failures": cell.failures, "note": cell.note}, indent=2) + "\n")
-    finally:
-        logs = srv.logs()
-        reason = srv.stop()
-        (out / "server.log").write_text(logs)
-        if cell.server_state == "alive" and reason not in (None, "exited 0"):
-            cell.server_state = f"SIGTERM: {reason}"
-    cell.duration = time.monotonic() - start
-    log(f"    -> {['PASS', 'FAIL', 'ERROR'][cell.status]} in {cell.duration:.1f}s; server {cell.server_state}"
-        + (f"; {cell.note}" if cell.note else ""))
+    if server != "image":
+        command = [server, "--port", "{port}"]
+    r = img.run_profile(lab, image, command, port, prof, out, suite_profile=suite_profile,
+                        without=WITHOUT.get(server, []), faults=faults, name=server, log=log, timeout=timeout)
+    cell.families, cell.failures = r.families, r.failures
+    cell.status, cell.server_state, cell.note, cell.duration = r.status, r.server_state, r.note, r.duration
+    if (out / "report.md").exists():
+        cell.report = str((out / "report.md").relative_to(reports))
+    log(f"  {server:14} {prof:13} {suite_profile:8} {['PASS', 'FAIL', 'ERROR'][cell.status]:5} "
+        f"{cell.duration:5.1f}s  server {cell.server_state}"
+        + "".join(f"\n      {o} {cid}: {d.splitlines()[0] if d else ''}" for cid, o, d in cell.failures)
+        + (f"\n      note: {cell.note}" if cell.note else ""))
     return cell
+
+
+def junit(cells: list[Cell], reports: Path) -> None:
+    """One junit.xml with a testsuite per cell, named server/profile."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.Element("testsuites", name="echoconf-docker")
+    for c in cells:
+        path = reports / c.server / c.profile / "junit.xml"
+        try:
+            tree = ET.parse(path)
+        except (OSError, ET.ParseError):
+            suite = ET.SubElement(root, "testsuite", name=f"{c.server}/{c.profile}", tests="1", errors="1")
+            tc = ET.SubElement(suite, "testcase", classname=f"{c.server}.{c.profile}", name="setup")
+            ET.SubElement(tc, "error", message=c.note or "no report").text = c.note
+            continue
+        r = tree.getroot()
+        suite = r if r.tag == "testsuite" else r.find("testsuite")
+        if suite is None:
+            continue
+        suite.set("name", f"{c.server}/{c.profile}")
+        for tc in suite.iter("testcase"):
+            tc.set("classname", f"{c.server}.{c.profile}")
+        root.append(suite)
+    ET.ElementTree(root).write(reports / "junit.xml", encoding="utf-8", xml_declaration=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -173,7 +145,7 @@ def run_cell(lab: de.Lab, image: str, server: str, prof: str, reports: Path, use
 
 
 def family_order(cells: list[Cell]) -> list[str]:
-    known = ["echo", "partial", "close", "robust", "state", "smoke", "docker"]
+    known = ["echo", "partial", "close", "robust", "state", "docker"]
     seen = {f for c in cells for f in c.families}
     return [f for f in known if f in seen] + sorted(seen - set(known))
 
@@ -195,15 +167,16 @@ def cell_text(cnt: collections.Counter[str] | None) -> tuple[str, str]:
 def markdown(cells: list[Cell], meta: dict[str, Any]) -> str:
     fams = family_order(cells)
     out = ["# echoconf in Docker: conformance matrix", "",
-           f"Image `{meta['image']}`, suite profile `{meta['suite_profile']}`, {meta['when']}, "
+           f"Image `{meta['image']}`, suite profiles: {meta['suite_profile']}, {meta['when']}, "
            f"{meta['duration']:.0f}s, exit status {meta['status']}. Harness: {meta['harness']}.", "",
            "Profiles: " + "; ".join(f"`{p}`: {de.PROFILES[p].description}" for p in meta["profiles"]), "",
-           "| server | profile | " + " | ".join(fams) + " | server | verdict |",
-           "|---|---|" + "---|" * len(fams) + "---|---|"]
+           "| server | profile | suite | " + " | ".join(fams) + " | server | time | verdict |",
+           "|---|---|---|" + "---|" * len(fams) + "---|---|---|"]
     for c in cells:
         row = [cell_text(c.families.get(f))[0] for f in fams]
         verdict = ["PASS", "FAIL", "ERROR"][c.status]
-        out.append(f"| {c.server} | {c.profile} | " + " | ".join(row) + f" | {c.server_state} | {verdict} |")
+        out.append(f"| {c.server} | {c.profile} | {c.suite} | " + " | ".join(row)
+                   + f" | {c.server_state} | {c.duration:.0f}s | {verdict} |")
     bad = [c for c in cells if c.failures or c.note]
     if bad:
         out += ["", "## Failures"]
@@ -235,7 +208,7 @@ def html_page(cells: list[Cell], meta: dict[str, Any]) -> str:
         v = ["PASS", "FAIL", "ERROR"][c.status]
         state_cls = "good" if c.server_state == "alive" else "bad"
         link = f' <a href="{e(c.report)}">report</a>' if c.report else ""
-        rows.append(f"<tr><td>{e(c.server)}</td><td>{e(c.profile)}</td>{''.join(tds)}"
+        rows.append(f"<tr><td>{e(c.server)}</td><td>{e(c.profile)}</td><td>{e(c.suite)}</td>{''.join(tds)}"
                     f'<td class="{state_cls}">{e(c.server_state)}</td>'
                     f'<td class="{"good" if c.status == 0 else "bad"}">{v}{link}</td></tr>')
     details = []
@@ -249,10 +222,10 @@ def html_page(cells: list[Cell], meta: dict[str, Any]) -> str:
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>echoconf Docker matrix</title><style>{CSS}</style></head>
 <body><h1>echoconf in Docker: conformance matrix</h1>
-<p>Image <code>{e(meta['image'])}</code>, suite profile <code>{e(meta['suite_profile'])}</code>, {e(meta['when'])},
+<p>Image <code>{e(meta['image'])}</code>, suite profiles: {e(meta['suite_profile'])}, {e(meta['when'])},
 {meta['duration']:.0f}s, exit status <b>{meta['status']}</b>. Harness: {e(meta['harness'])}.</p>
 <ul>{profs}</ul>
-<table><tr><th>server</th><th>profile</th>{''.join(f'<th>{e(f)}</th>' for f in fams)}<th>server</th><th>verdict</th></tr>
+<table><tr><th>server</th><th>profile</th><th>suite</th>{''.join(f'<th>{e(f)}</th>' for f in fams)}<th>server</th><th>verdict</th></tr>
 {''.join(rows)}</table>
 {'<h2>Failures</h2>' + ''.join(details) if details else '<p>No failures.</p>'}
 </body></html>
@@ -271,17 +244,39 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="hostile profile(s) (default: all)")
     p.add_argument("--image", help="run this image (its own command, listening on --port) instead of the servers")
     p.add_argument("--port", type=int, default=7, help="the port --image listens on (default 7)")
-    p.add_argument("--suite-profile", default="default", choices=["quick", "default", "thorough"],
-                   help="the harness's own profile (depth of the suite)")
-    p.add_argument("--no-faults", action="store_true", help="skip pause/cut/kill checks")
-    p.add_argument("--smoke", action="store_true", help="built-in smoke check instead of the harness")
+    p.add_argument("--command-in-image", metavar="CMD", help="with --image: the command to run instead of its own")
+    p.add_argument("--suite-profile", choices=["quick", "default", "thorough"],
+                   help="one suite depth for every cell (default: the plan: default suite for default and "
+                        "tiny-buffers, quick for the other profiles)")
+    p.add_argument("--full", action="store_true",
+                   help="the thorough variant: default suite and fault checks in every cell (~12 min)")
+    p.add_argument("--faults", action="store_true", help="fault checks in every cell")
+    p.add_argument("--no-faults", action="store_true", help="no pause/cut/kill checks at all")
+    p.add_argument("--fault-servers", action="append", default=[], metavar="NAME",
+                   help="fault checks only for these servers (default: every server the plan gives them)")
+    p.add_argument("--jobs", type=int, default=2, help="cells at once (default 2)")
     p.add_argument("--no-build", action="store_true", help="use the echoconf image as it is (no build check)")
-    p.add_argument("--cell-timeout", type=float, default=600.0, help="bound on one harness run (s)")
+    p.add_argument("--cell-timeout", type=float, default=900.0, help="bound on one harness run (s)")
     return p.parse_args(argv)
 
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # so that the lab removes its containers and networks
+
+
+def plan_for(args: argparse.Namespace, server: str, prof: str) -> tuple[str, bool]:
+    suite, faults = PLAN.get(prof, ("quick", False))
+    if args.full:
+        suite, faults = "default", True
+    if args.suite_profile:
+        suite = args.suite_profile
+    if args.faults:
+        faults = True
+    if args.fault_servers and server not in args.fault_servers:
+        faults = False
+    if args.no_faults:
+        faults = False
+    return suite, faults
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -299,47 +294,67 @@ def main(argv: list[str] | None = None) -> int:
         else:
             image = de.ensure_images(ROOT, log=log)
         de.cleanup_stale(log=log)
+        if args.image:
+            de.client().images.get(args.image)
     except Exception as e:  # noqa: BLE001 - any failure to set up is a harness error
         log(f"matrix: error: {e}")
         return 2
-    use_harness = not args.smoke and harness_usable()
-    harness = f"conformance/echoconf run --target (suite profile {args.suite_profile})" if use_harness \
-        else "built-in smoke check (echo + half-close)"
-    log(f"matrix: suite: {harness}")
+    if not harness_usable():
+        log(f"matrix: error: {HARNESS} run --help fails: the harness is not usable")
+        return 2
     profiles = args.profile or list(de.PROFILES)
     if args.image:
         servers, run_image = ["image"], args.image
     else:
         servers, run_image = args.server or SERVERS, image
-    cells: list[Cell] = []
+    command = shlex.split(args.command_in_image) if args.command_in_image else None
+    todo = [(server, prof, *plan_for(args, server, prof)) for server in servers for prof in profiles]
+    harness = "conformance/echoconf run --target, via echoconf.image.run_profile"
+    log(f"matrix: {len(todo)} cells ({len(servers)} servers x {len(profiles)} profiles), {args.jobs} at once; "
+        f"suite per cell: " + ", ".join(f"{p} {plan_for(args, servers[0], p)[0]}" for p in profiles))
+    # Longest cells first, so that two at a time finish together.
+    cost = {"thorough": 4, "default": 2, "quick": 1}
+    order = sorted(range(len(todo)), key=lambda i: -(cost[todo[i][2]] + todo[i][3]))
+    results: dict[int, Cell] = {}
     try:
-        with de.Lab(log=log) as lab:
-            for server in servers:
-                for prof in profiles:
-                    cells.append(run_cell(lab, run_image, server, prof, reports, use_harness,
-                                          args.suite_profile, not args.no_faults, args.cell_timeout))
+        with de.Lab(log=log) as lab, concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
+            futs = {pool.submit(run_cell, lab, run_image, server, prof, reports, suite, faults,
+                                args.cell_timeout, args.port, command): i
+                    for i in order for server, prof, suite, faults in [todo[i]]}
+            try:
+                for f in concurrent.futures.as_completed(futs):
+                    results[futs[f]] = f.result()
+            except BaseException:
+                for f in futs:
+                    f.cancel()
+                raise
     except KeyboardInterrupt:
         log("matrix: interrupted; containers and networks removed")
         return 2
     except de.DockerEnvError as e:
         log(f"matrix: error: {e}")
         return 2
+    cells = [results[i] for i in range(len(todo))]
     status = max((c.status for c in cells), default=2)
-    meta = {"image": args.image or image, "suite_profile": args.suite_profile, "profiles": profiles,
+    meta = {"image": args.image or image, "suite_profile": ", ".join(
+                f"{p} {plan_for(args, servers[0], p)[0]}" for p in profiles),
+            "profiles": profiles, "jobs": args.jobs,
             "when": datetime.datetime.now().isoformat(timespec="seconds"), "status": status,
             "duration": time.monotonic() - started, "harness": harness, "host": socket.gethostname()}
     md = markdown(cells, meta)
     (reports / "matrix.md").write_text(md)
     (reports / "matrix.html").write_text(html_page(cells, meta))
     (reports / "matrix.json").write_text(json.dumps(
-        {"version": 1, **meta, "cells": [{"server": c.server, "profile": c.profile, "status": c.status,
-                                          "server_state": c.server_state, "note": c.note,
+        {"version": 1, **meta, "cells": [{"server": c.server, "profile": c.profile, "suite": c.suite,
+                                          "status": c.status, "server_state": c.server_state, "note": c.note,
                                           "families": {k: dict(v) for k, v in c.families.items()},
-                                          "failures": c.failures, "duration": round(c.duration, 2)}
+                                          "failures": c.failures, "duration": round(c.duration, 2),
+                                          "report": c.report}
                                          for c in cells]}, indent=2) + "\n")
+    junit(cells, reports)
     print(md)
     log(f"matrix: {['PASS', 'FAIL', 'ERROR'][status]} in {meta['duration']:.0f}s; "
-        f"{reports / 'matrix.md'}, {reports / 'matrix.html'}")
+        f"{reports / 'matrix.md'}, {reports / 'matrix.html'}, {reports / 'matrix.json'}, {reports / 'junit.xml'}")
     return status
 
 

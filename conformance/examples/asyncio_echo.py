@@ -41,35 +41,68 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             pass
 
 
+async def serve_connection(conn: socket.socket) -> None:
+    reader, writer = await asyncio.open_connection(sock=conn)
+    await handle(reader, writer)
+
+
 async def accept_loop(lsock: socket.socket) -> None:
     """Our own accept loop: at the descriptor limit (EMFILE) asyncio's would pause and
-    leave clients hanging; we free a reserve descriptor, accept and close instead."""
+    leave clients hanging; we free a reserve descriptor, accept and close instead.
+
+    It waits for the listener to become readable and then accepts until EAGAIN. It never
+    retries accept() on its own: at the limit accept() fails with EMFILE even when no
+    client is waiting (the descriptor is allocated first), so a retry loop would spin
+    without ever yielding to the connections already accepted."""
     loop = asyncio.get_running_loop()
     tasks: set[asyncio.Task[None]] = set()
     reserve: int | None = os.open(os.devnull, os.O_RDONLY)
-    while True:
-        try:
-            conn, _ = await loop.sock_accept(lsock)
-        except OSError as e:
-            if e.errno not in (errno.EMFILE, errno.ENFILE) or reserve is None:
-                continue  # ECONNABORTED and friends concern one client only
-            os.close(reserve)
-            reserve = None
-            try:
-                lsock.accept()[0].close()  # tell the client at once instead of letting it hang
-            except OSError:
-                pass
-            try:
-                reserve = os.open(os.devnull, os.O_RDONLY)
-            except OSError:
-                await asyncio.sleep(0.05)
-            continue
-        reader, writer = await asyncio.open_connection(sock=conn)
-        # The loop keeps only weak references to tasks: hold them, or the garbage
-        # collector may destroy a connection's handler in mid-echo.
-        task = asyncio.create_task(handle(reader, writer))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+    readable = asyncio.Event()
+    fd = lsock.fileno()
+    loop.add_reader(fd, readable.set)
+    try:
+        while True:
+            await readable.wait()
+            readable.clear()
+            for _ in range(64):  # a bounded batch, then let the connections run
+                try:
+                    conn, _ = lsock.accept()
+                except BlockingIOError:
+                    break
+                except OSError as e:
+                    if e.errno not in (errno.EMFILE, errno.ENFILE):
+                        continue  # ECONNABORTED and friends concern one client only
+                    if reserve is None:
+                        try:
+                            reserve = os.open(os.devnull, os.O_RDONLY)
+                        except OSError:
+                            await asyncio.sleep(0.05)  # still no descriptor: back off
+                        break
+                    os.close(reserve)
+                    reserve = None
+                    waiting = True
+                    try:
+                        lsock.accept()[0].close()  # tell the client at once instead of letting it hang
+                    except OSError:
+                        waiting = False  # nobody was: accept() failed for want of a descriptor only
+                    try:
+                        reserve = os.open(os.devnull, os.O_RDONLY)
+                    except OSError:
+                        pass
+                    if not waiting:
+                        break
+                    continue
+                conn.setblocking(False)
+                # The loop keeps only weak references to tasks: hold them, or the garbage
+                # collector may destroy a connection's handler in mid-echo.
+                task = asyncio.create_task(serve_connection(conn))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            else:
+                readable.set()  # more may be waiting: come back after the others ran
+            await asyncio.sleep(0)
+    finally:
+        loop.remove_reader(fd)
 
 
 async def serve(host: str, port: int) -> None:

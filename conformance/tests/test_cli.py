@@ -11,7 +11,7 @@ from pathlib import Path
 
 from conftest import EXAMPLE, badecho, example, load_report, outcomes, run
 
-CATALOGUE = """echo.basic echo.byte-values echo.nul echo.crlf echo.empty-writes echo.sizes echo.large
+CATALOGUE = """echo.basic echo.byte-values echo.nul echo.crlf echo.sizes echo.large
 echo.pipelined echo.no-extra echo.chunking echo.sequential echo.concurrent echo.pause
 partial.one-byte-writes partial.slow-reader partial.burst-half-close partial.many-interleaved
 partial.tiny-buffers close.half-close-flush close.half-close-eof close.no-early-close

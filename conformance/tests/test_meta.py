@@ -1,12 +1,24 @@
 """The meta-test: every reference server passes everything it claims, and every broken
 server fails exactly its must-fail cases (plus, at most, its may-fail cases).
 
-All entries run in parallel (one `echoconf run` per entry, CPU-count at a time)."""
+Several entries run at once (ECHOCONF_META_JOBS, default 3 per CPU): most of a broken
+server's time is spent waiting for it to answer, not computing. Reference servers run the
+default profile, exactly as users run them. Broken servers run the quick profile
+(ECHOCONF_META_BROKEN_PROFILE) with the hang bound (`--hang-bound`, ECHOCONF_META_HANG_BOUND
+seconds, default 1): a stream on which nothing moves for that long ends as a timeout at once
+instead of at its case's generous deadline. A hang is the failure such servers must show, so
+the bound changes how long they take to fail, not which cases fail; deadlines that are the
+point of a case (the liveness probe's 1 s, EOF within 1 s, CPU windows, echo.pause) are
+unchanged. To see what the meta-test sees for one broken server:
+
+    conformance/echoconf run --impl broken.NAME --profile quick --hang-bound 1
+"""
 
 from __future__ import annotations
 
 import concurrent.futures
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +29,22 @@ from echoconf import registry
 
 BAD = {"failed", "error", "xpassed"}
 ENTRIES = sorted(registry.load().values(), key=lambda i: (i.broken, i.key))
+JOBS = int(os.environ.get("ECHOCONF_META_JOBS", 3 * (os.cpu_count() or 2)))
+HANG_BOUND = os.environ.get("ECHOCONF_META_HANG_BOUND", "1")
+BROKEN_PROFILE = os.environ.get("ECHOCONF_META_BROKEN_PROFILE", "quick")
 
 
 def _run_entry(impl: registry.Implementation, base: Path) -> dict[str, Any]:
     if impl.builtin and registry.find_binary(impl.builtin) is None:
         return {"missing": f"{impl.builtin} is not built ({registry.BUILD_HINT})"}
     out = base / impl.key
-    proc = run("run", "--impl", impl.key, "--report", str(out), "--no-summary", timeout=600)
-    res: dict[str, Any] = {"code": proc.returncode, "output": proc.stdout[-4000:] + proc.stderr[-2000:]}
+    args = ["run", "--impl", impl.key, "--report", str(out), "--no-summary"]
+    if impl.broken:
+        args += ["--profile", BROKEN_PROFILE, "--hang-bound", HANG_BOUND]
+    t0 = time.monotonic()
+    proc = run(*args, timeout=600)
+    res: dict[str, Any] = {"code": proc.returncode, "seconds": time.monotonic() - t0,
+                           "output": proc.stdout[-4000:] + proc.stderr[-2000:]}
     if (out / "report.json").exists():
         res["outcomes"] = outcomes(load_report(out))
     return res
@@ -33,8 +53,10 @@ def _run_entry(impl: registry.Implementation, base: Path) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     base = tmp_path_factory.mktemp("meta")
-    with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 2) as pool:
-        futs = {i.key: pool.submit(_run_entry, i, base) for i in ENTRIES}
+    # Broken servers first: the ones that hang take longest; reference runs fill the gaps.
+    order = sorted(ENTRIES, key=lambda i: not i.broken)
+    with concurrent.futures.ThreadPoolExecutor(max(1, JOBS)) as pool:
+        futs = {i.key: pool.submit(_run_entry, i, base) for i in order}
         return {k: f.result() for k, f in futs.items()}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
@@ -16,11 +17,18 @@ MiB = 1024 * 1024
 
 
 def case(id: str, level: str, requirement: str, fm: list[str] | None = None,
-         needs: list[str] | None = None, owned: bool = False, timeout: float = 60) -> Callable[[F], F]:
+         needs: list[str] | None = None, owned: bool = False, timeout: float = 60,
+         park: Callable[..., Any] | None = None, park_rank: int = 0) -> Callable[[F], F]:
     """Declare a conformance case: a stable id, a level and a one-line requirement.
 
     Each case is one test function (variants such as sizes run inside it), so a case
     id maps to exactly one verdict in every report.
+
+    `park(server, ctx) -> Parked` marks a case whose point is a wait on one connection
+    (echo.pause): the plugin may open that connection early and let it wait while the
+    cases that use private server instances run, then hand it to the case through the
+    `parked` fixture. Cases with a lower `park_rank` are resumed first (a parked
+    connection that holds the server's output must be resumed before the others).
     """
     assert level in LEVELS, level
 
@@ -30,6 +38,8 @@ def case(id: str, level: str, requirement: str, fm: list[str] | None = None,
         marks += [pytest.mark.needs(cap) for cap in needs or []]
         if owned:
             marks.append(pytest.mark.owned)
+        if park is not None:
+            marks.append(pytest.mark.parks(park, rank=park_rank))
         for m in marks:
             fn = m(fn)
         return fn
@@ -42,8 +52,10 @@ class Profile:
     name: str
     large: int  # echo.large
     flush_sizes: tuple[int, ...]  # close.half-close-flush
-    pause: float  # echo.pause
-    sequential: int
+    pause: float  # echo.pause: the idle pause mid-connection
+    idle: float  # close.no-early-close: the idle time with the echo owed
+    sequential: int  # echo.sequential
+    concurrent: int  # echo.concurrent
     cycles: int  # robust.fd-leak
     cpu_window: float
     chunking_examples: int
@@ -52,12 +64,45 @@ class Profile:
 
 
 PROFILES = {
-    "quick": Profile("quick", 16 * MiB, (1, 1023, 1024, 10000, MiB), 1.0, 500, 400, 0.5, 25, 10, 20),
-    "default": Profile("default", 64 * MiB, (1, 1023, 1024, 10000, MiB, 16 * MiB), 3.0, 500, 1000,
-                       1.0, 50, 20, 25),
-    "thorough": Profile("thorough", 64 * MiB, (1, 1023, 1024, 10000, MiB, 16 * MiB, 64 * MiB), 5.0,
-                        1000, 2000, 2.0, 400, 150, 40),
+    "quick": Profile("quick", 16 * MiB, (1, 1023, 1024, 10000, MiB), pause=1.0, idle=1.0,
+                     sequential=500, concurrent=64, cycles=400, cpu_window=0.5,
+                     chunking_examples=25, machine_examples=10, machine_steps=20),
+    "default": Profile("default", 64 * MiB, (1, 1023, 1024, 10000, MiB, 16 * MiB), pause=2.0,
+                       idle=1.0, sequential=1000, concurrent=100, cycles=1000, cpu_window=1.0,
+                       chunking_examples=50, machine_examples=15, machine_steps=25),
+    "thorough": Profile("thorough", 64 * MiB, (1, 1023, 1024, 10000, MiB, 16 * MiB, 64 * MiB),
+                        pause=5.0, idle=2.0, sequential=2000, concurrent=200, cycles=2000,
+                        cpu_window=2.0, chunking_examples=400, machine_examples=150,
+                        machine_steps=40),
 }
+
+
+@dataclass
+class Parked:
+    """A connection that is waiting on purpose (see `case(park=...)`): the socket, when
+    its idle time began, which server instance it belongs to, and case-specific state."""
+
+    sock: Any
+    since: float
+    instance: Any = None
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def idled(self) -> float:
+        return time.monotonic() - self.since
+
+    def wait(self, seconds: float) -> float:
+        """Sleep the rest of `seconds` since the idle time began; return the idle time.
+        The wait is the point of the case; its verdict comes from the bytes that follow."""
+        rest = seconds - self.idled()
+        if rest > 0:
+            time.sleep(rest)
+        return self.idled()
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
 
 
 @dataclass
@@ -79,7 +124,25 @@ class Ctx:
         return random.Random(self.seed * 1_000_003 + zlib.crc32(f"{self.case_id}/{salt}".encode()))
 
     def payload(self, n: int, salt: str = "") -> bytes:
-        return self.rng(f"payload/{salt}/{n}").randbytes(n)
+        """n seeded pseudo-random bytes. Payloads from 1 MiB to the pool size are windows of
+        one per-run pool (generating 64 MiB costs a third of a second each time); a window is
+        chosen by the case id, salt and size, and never repeats within itself."""
+        if n < MiB or n > POOL_SIZE:
+            return self.rng(f"payload/{salt}/{n}").randbytes(n)
+        pool = _pool(self.seed)
+        start = self.rng(f"payload/{salt}/{n}").randrange(len(pool) - n + 1)
+        return pool[start:start + n]
+
+
+POOL_SIZE = 64 * MiB
+_POOLS: dict[int, bytes] = {}
+
+
+def _pool(seed: int) -> bytes:
+    if seed not in _POOLS:
+        _POOLS.clear()
+        _POOLS[seed] = random.Random(seed * 1_000_003 + 862).randbytes(POOL_SIZE)
+    return _POOLS[seed]
 
     def note(self, text: str) -> None:
         self.notes.append(text)

@@ -36,12 +36,16 @@ def parser() -> argparse.ArgumentParser:
     src.add_argument("--target", help="HOST:PORT of a server that is already running")
     src.add_argument("--builtin", help="reference server name (echo-epoll, …) or `all`")
     src.add_argument("--impl", help="implementation name from implementations.toml")
+    src.add_argument("--image", help="a server image: run it in Docker (internal network) and test it")
     r.add_argument("--report", metavar="DIR", help="write report.json, junit.xml, report.md here")
     r.add_argument("--list", action="store_true", help="list the cases (id, level, requirement)")
     r.add_argument("--case", action="append", default=[], metavar="PATTERN",
                    help="select cases by glob on ids (repeatable), e.g. 'close.*'")
     r.add_argument("--level", action="append", default=[], choices=["rfc862", "derived", "robust"])
     r.add_argument("--seed", type=int, help="seed for Hypothesis and every random choice (replay)")
+    r.add_argument("--hang-bound", type=float, metavar="SECONDS",
+                   help="a stream on which nothing moves for SECONDS fails as a timeout at once "
+                        "instead of at its case's deadline (proves hanging servers faster)")
     r.add_argument("--profile", default="default", choices=["quick", "default", "thorough"])
     r.add_argument("--capability", action="append", default=[], choices=list(registry.CAPABILITIES),
                    help="declare a capability of the server (default for --command/--target: concurrent)")
@@ -54,6 +58,13 @@ def parser() -> argparse.ArgumentParser:
                    help="parallel servers for --builtin all (default: CPU count)")
     r.add_argument("--pytest-output", action="store_true", help="show pytest's own output")
     r.add_argument("--no-summary", action="store_true", help=argparse.SUPPRESS)
+    d = r.add_argument_group("--image (Docker)")
+    d.add_argument("--port", type=int, default=7, help="the port the image's server listens on (default 7)")
+    d.add_argument("--env-profile", action="append", default=[], metavar="NAME",
+                   help="hostile environment profile, repeatable (default: default): default, tiny-buffers, "
+                        "low-nofile, memory, cpu, ipv6")
+    d.add_argument("--command-in-image", metavar="CMD", help="command to run in the image instead of its own")
+    d.add_argument("--faults", action="store_true", help="also pause/resume, cut/restore network, kill/restart")
     r.add_argument("pytest_args", nargs="*", help="extra pytest arguments after --")
     return p
 
@@ -62,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.cmd == "run":
         try:
+            if args.image:
+                from . import image
+                return image.run(args)
             if args.builtin == "all":
                 return run_all(args)
             return run_one(args)
@@ -74,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
 def pytest_argv(args: argparse.Namespace) -> list[str]:
     a = [str(CASES), "-p", "echoconf.plugin", "-p", "_hypothesis_pytestplugin", "-p", "pytest_timeout",
          "-p", "no:cacheprovider", "--rootdir", str(CASES), "--timeout-method", "signal",
+         # pytest plugins the cases never use cost a tenth of a second at every start
+         "-p", "no:doctest", "-p", "no:nose", "-p", "no:pastebin", "-p", "no:legacypath",
+         "-p", "no:stepwise", "--assert=plain",
          "--echoconf-profile", args.profile]
     if args.command:
         a += ["--echoconf-command", args.command]
@@ -87,6 +104,8 @@ def pytest_argv(args: argparse.Namespace) -> list[str]:
         a += ["--echoconf-registry", args.registry]
     if args.seed is not None:
         a += ["--echoconf-seed", str(args.seed), "--hypothesis-seed", str(args.seed)]
+    if args.hang_bound:
+        a += ["--echoconf-hang-bound", str(args.hang_bound)]
     for c in args.case:
         a += ["--echoconf-case", c]
     for lvl in args.level:

@@ -24,6 +24,19 @@ TIMEOUT = "timeout"
 OPEN = "open"
 
 
+# The hang bound (`echoconf run --hang-bound S`): a stream on which nothing moves for S
+# seconds ends as a timeout before its deadline. None: each operation waits out its deadline.
+# Deadlines only bound hangs (a correct server finishes long before them), so the bound
+# changes how long a hanging server takes to fail, not what passes.
+HANG_BOUND: float | None = None
+
+
+def wait_for(deadline: "Deadline") -> float:
+    """How long one blocking step may wait: what is left of the deadline, at most the hang bound."""
+    left = deadline.remaining()
+    return min(left, HANG_BOUND) if HANG_BOUND else left
+
+
 class Deadline:
     """A point in monotonic time; `remaining()` never goes below zero."""
 
@@ -103,7 +116,7 @@ def finish(sock: socket.socket, timeout: float = 3.0) -> None:
 def send_all(sock: socket.socket, data: bytes, deadline: Deadline) -> None:
     view = memoryview(data)
     while view:
-        sock.settimeout(max(0.001, deadline.remaining()))
+        sock.settimeout(max(0.001, wait_for(deadline)))
         if deadline.expired():
             raise TimeoutError(f"send stalled with {len(view)} bytes unsent")
         n = sock.send(view)
@@ -125,7 +138,7 @@ def recv_exactly(sock: socket.socket, n: int, deadline: Deadline) -> Received:
     while len(buf) < n:
         if deadline.expired():
             return Received(bytes(buf), TIMEOUT)
-        sock.settimeout(max(0.001, deadline.remaining()))
+        sock.settimeout(max(0.001, wait_for(deadline)))
         try:
             chunk = sock.recv(min(n - len(buf), 1 << 20))
         except (socket.timeout, TimeoutError):
@@ -144,7 +157,7 @@ def read_to_eof(sock: socket.socket, deadline: Deadline, limit: int = 1 << 30) -
     while len(buf) <= limit:
         if deadline.expired():
             return Received(bytes(buf), TIMEOUT)
-        sock.settimeout(max(0.001, deadline.remaining()))
+        sock.settimeout(max(0.001, wait_for(deadline)))
         try:
             chunk = sock.recv(1 << 20)
         except (socket.timeout, TimeoutError):
@@ -170,6 +183,7 @@ class Flow:
     hold_reads: bool = False  # do not read until the sender stalls
     pause_every: int = 0  # bytes read between pauses
     pause: float = 0.0
+    owed: int = 0  # bytes sent before this flow whose echo this flow reads first
     # Results.
     sent: int = 0
     received: bytearray = field(default_factory=bytearray)
@@ -209,19 +223,28 @@ def exchange(flows: Sequence[Flow], deadline: Deadline, stall: float = 0.1) -> N
                 _finish_writing(f)
             sel.register(f.sock, _events(f), f)
         active = len(flows)
+        moved = time.monotonic()  # last time any byte moved (for the hang bound)
         while active:
             remaining = deadline.remaining()
             if remaining <= 0:
                 break
             now = time.monotonic()
+            if HANG_BOUND and now - moved >= HANG_BOUND:
+                break
             timeout = min(remaining, stall / 2 if any(f.hold_reads for f in flows) else remaining)
+            if HANG_BOUND:
+                timeout = min(timeout, max(0.001, moved + HANG_BOUND - now))
             for key, mask in sel.select(timeout):
                 f: Flow = key.data
+                before = (f.sent, len(f.received), f.end)
                 if mask & selectors.EVENT_WRITE and not f._done_writing:
                     _write_some(f)
                 if mask & selectors.EVENT_READ and f.end == OPEN and _may_read(f, now, stall):
                     _read_some(f)
-                if f.end != OPEN or (not f.shut_wr and f._done_writing and len(f.received) >= f.total):
+                if (f.sent, len(f.received), f.end) != before:
+                    moved = time.monotonic()
+                if f.end != OPEN or (not f.shut_wr and f._done_writing
+                                     and len(f.received) >= f.owed + f.total):
                     sel.unregister(f.sock)
                     active -= 1
                 else:
@@ -351,6 +374,32 @@ def fill_until_stall(sock: socket.socket, limit: int, deadline: Deadline, stall:
                 break
             if not sel.select(min(stall, deadline.remaining())):
                 break  # no progress for `stall`: the peer stopped reading
+    finally:
+        sel.close()
+        sock.setblocking(True)
+    return sent
+
+
+def stream_until_stall(sock: socket.socket, data: bytes, deadline: Deadline, stall: float = 0.2) -> int:
+    """Send `data` in order without reading; stop when the send side makes no progress for
+    `stall` seconds (the peer stopped reading) or all is sent. Returns how many leading
+    bytes of `data` were sent. The stall only ends the sending; callers judge by bytes."""
+    view = memoryview(data)
+    sent = 0
+    sock.setblocking(False)
+    sel = selectors.DefaultSelector()
+    sel.register(sock, selectors.EVENT_WRITE)
+    try:
+        while sent < len(data) and not deadline.expired():
+            try:
+                sent += sock.send(view[sent:sent + (1 << 16)])
+                continue
+            except BlockingIOError:
+                pass
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            if not sel.select(min(stall, deadline.remaining())):
+                break
     finally:
         sel.close()
         sock.setblocking(True)

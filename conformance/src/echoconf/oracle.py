@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from . import client
 from .client import FIN, OPEN, RST, TIMEOUT
 
 
@@ -86,7 +87,7 @@ class StreamCheck:
                        f"closing gracefully with FIN after the client half-closed{hint}.")
                 if self.end == TIMEOUT:
                     msg = (f"All {len(obs)} bytes came back but the server never closed its side "
-                           f"after the client half-closed (no FIN within {self.deadline or 0:g} s): "
+                           f"after the client half-closed (no FIN {self._within()}): "
                            "half-close is not completed (FM-05, FM-19).")
                 return CaseFailure(msg, **base)
             return None
@@ -102,13 +103,19 @@ class StreamCheck:
         missing = len(exp) - len(obs)
         how = ENDINGS[self.end]
         if self.end == TIMEOUT:
-            how = f"then stopped: nothing more arrived within {self.deadline or 0:g} s"
+            how = f"then stopped: nothing more arrived {self._within()}"
         nul_hint = ""
         if exp[len(obs)] == 0 and 0 not in exp[:len(obs)]:
             nul_hint = " The echo stops exactly at the first NUL byte: the server treats data as a C string (FM-20)."
         msg = (f"The server sent back only {len(obs)} of {len(exp)} bytes ({missing} missing) and "
                f"{how}" + (f": {self.shortfall_hint}" if self.shortfall_hint else "") + "." + nul_hint)
         return CaseFailure(msg, **base)
+
+    def _within(self) -> str:
+        bound = client.HANG_BOUND
+        if bound and (self.deadline is None or bound < self.deadline):
+            return f"for {bound:g} s (the run's --hang-bound)"
+        return f"within {self.deadline or 0:g} s"
 
     def _wrong_byte(self, off: int, exp: bytes, obs: bytes) -> str:
         window = obs[off:off + 32]

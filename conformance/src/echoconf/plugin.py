@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 import pytest
 from hypothesis import HealthCheck, settings
 
-from . import registry, report
+from . import client, registry, report
 from .caselib import PROFILES, Ctx
 from .oracle import CaseFailure
 from .target import HarnessError, OwnedServer, RemoteTarget, ServerSpec, Target
@@ -47,6 +47,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="CASE=REASON: an expected failure")
     g.addoption("--echoconf-profile", default="default", choices=sorted(PROFILES))
     g.addoption("--echoconf-seed", type=int, default=None)
+    g.addoption("--echoconf-hang-bound", type=float, default=None,
+                help="end a stream on which nothing moves for this many seconds as a timeout")
     g.addoption("--echoconf-report", help="directory for report.json and report.md")
     g.addoption("--echoconf-case", action="append", default=[], help="glob on case ids")
     g.addoption("--echoconf-level", action="append", default=[], help="rfc862, derived, robust")
@@ -60,7 +62,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for line in ("case(id, level, requirement, fm): declares a conformance case",
                  "needs(capability): the case needs an implementation capability",
-                 "owned: the case needs the harness to own the server process"):
+                 "owned: the case needs the harness to own the server process",
+                 "parks(fn, rank): the case's connection may wait while private-server cases run"):
         config.addinivalue_line("markers", line)
     if config.option.collectonly or getattr(config.option, "help", False):
         return
@@ -92,6 +95,8 @@ class EchoconfRun:
         self.config = config
         opt = config.option
         self.profile = PROFILES[opt.echoconf_profile]
+        self.hang_bound: float | None = opt.echoconf_hang_bound
+        client.HANG_BOUND = self.hang_bound
         self.seed = opt.echoconf_seed if opt.echoconf_seed is not None else DEFAULT_SEED
         self.report_dir = Path(opt.echoconf_report) if opt.echoconf_report else None
         self.list_only = opt.echoconf_list
@@ -107,6 +112,10 @@ class EchoconfRun:
         self.expected: dict[str, str] = {}
         self.console: Any = None
         self.target_desc: dict[str, Any] | None = None
+        self.catalogue: list[str] = []  # node ids in catalogue order (reports use it)
+        self.park_before: str | None = None  # node id of the case before which to park
+        self.to_park: list[pytest.Item] = []
+        self.parked: dict[str, Any] = {}  # node id -> Parked
         self._configure_target(opt)
         settings.load_profile(f"echoconf-{self.profile.name}")
         try:
@@ -212,9 +221,77 @@ class EchoconfRun:
             config.hook.pytest_deselected(items=drop)
         order = {f: i for i, f in enumerate(FAMILY_ORDER)}
         keep.sort(key=lambda it: order.get(it.nodeid.split("::", 1)[0], len(order)))
-        items[:] = keep
+        self.catalogue = [it.nodeid for it in keep]
         if self.list_only:
             self._print_list(keep)
+            items[:] = keep
+            return
+        items[:] = self._overlap_waits(keep)
+
+    def _overlap_waits(self, items: list[pytest.Item]) -> list[pytest.Item]:
+        """Let the cases whose point is a wait (marker `parks`) wait while the cases that
+        only use private server instances run: those never touch the shared server, so
+        the parked connections see exactly what they would see alone. The private-server
+        cases move to where the first parking case was; the parking cases follow them.
+        A one-at-a-time server can hold only one parked connection."""
+        if self.spec is None:
+            return items
+        private = [it for it in items if it.get_closest_marker("owned") is not None
+                   and "fresh_server" in it.fixturenames and "server" not in it.fixturenames]
+        parkers = [it for it in items if it.get_closest_marker("parks") is not None
+                   and all(m.args[0] in self.capabilities for m in it.iter_markers("needs"))]
+        if not private or not parkers:
+            return items
+        if "concurrent" not in self.capabilities:
+            parkers = parkers[:1]
+        # Parked in catalogue order; a lower rank resumes first: a parked connection that
+        # holds the server's output (a blocking server may be stuck writing to it) must be
+        # drained before the others.
+        resumed = sorted(parkers, key=lambda it: it.get_closest_marker("parks").kwargs.get("rank", 0))
+        first = min(items.index(it) for it in parkers)
+        moved = set(map(id, private + parkers))
+        before = [it for it in items[:first] if id(it) not in moved]
+        after = [it for it in items[first:] if id(it) not in moved]
+        self.to_park = parkers
+        self.park_before = private[0].nodeid
+        return before + private + resumed + after
+
+    def _park_all(self) -> None:
+        """Open the parked connections (failures are left to the cases: they park inline)."""
+        targets = self.to_park
+        self.to_park = []
+        try:
+            t = self.get_target()
+            died = t.death()
+            if died:
+                self.blame_previous(died)
+            t.ensure_running()
+        except HarnessError:
+            return
+        for item in targets:
+            m = item.get_closest_marker("parks")
+            cm = item.get_closest_marker("case")
+            assert m is not None and cm is not None
+            ctx = Ctx(self.profile, self.seed, frozenset(self.capabilities), case_id=cm.kwargs["id"])
+            try:
+                parked = m.args[0](t, ctx)
+            except Exception:  # noqa: BLE001 - the case repeats this inline and reports it
+                continue
+            parked.instance = getattr(t, "inst", None)
+            self.parked[item.nodeid] = parked
+
+    def take_parked(self, nodeid: str) -> Any:
+        """The parked connection of a case, if it is still on the same server instance."""
+        parked = self.parked.pop(nodeid, None)
+        if parked is not None and parked.instance is not getattr(self.target, "inst", None):
+            parked.close()  # the server was restarted meanwhile: the case starts afresh
+            return None
+        return parked
+
+    def release_parked(self) -> None:
+        for parked in self.parked.values():
+            parked.close()
+        self.parked.clear()
 
     def _print_list(self, items: list[pytest.Item]) -> None:
         rows = []
@@ -241,6 +318,8 @@ class EchoconfRun:
     # -- running ---------------------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        if item.nodeid == self.park_before and self.to_park:
+            self._park_all()
         for m in item.iter_markers("needs"):
             cap = m.args[0]
             if cap not in self.capabilities:
@@ -374,6 +453,7 @@ class EchoconfRun:
         if self.list_only:
             session.exitstatus = 0 if not self.harness_errors else 2
             return
+        self.release_parked()
         if self.target is not None:
             self.target_desc = self.target.describe()
             self.target.stop()
@@ -388,8 +468,10 @@ class EchoconfRun:
                 report.print_summary(self.console, doc)
 
     def cases(self) -> list[dict[str, Any]]:
+        """The verdicts in catalogue order (the run order may differ: see _overlap_waits)."""
+        rank = {nid: i for i, nid in enumerate(self.catalogue)}
         out = []
-        for nid in self.order:
+        for nid in sorted(self.order, key=lambda n: rank.get(n, len(rank))):
             r = self.results[nid]
             meta = self.meta.get(nid, {})
             out.append({"id": nid.split("::", 1)[1], "level": meta.get("level"),
@@ -482,6 +564,12 @@ def server(request: pytest.FixtureRequest) -> Target:
             run.harness_errors.append(f"could not (re)start the server: {e}")
         raise
     return t
+
+
+@pytest.fixture
+def parked(request: pytest.FixtureRequest, server: Target) -> Any:
+    """The case's parked connection (a `Parked`), or None: the case then parks inline."""
+    return get_run(request.config).take_parked(request.node.nodeid)
 
 
 @pytest.fixture

@@ -46,6 +46,7 @@ def build(run: "EchoconfRun", cases: list[dict[str, Any]], status: int) -> dict[
         "target": target,
         "profile": run.profile.name,
         "seed": run.seed,
+        "hang_bound": run.hang_bound,
         "capabilities": sorted(run.capabilities),
         "expected_failures": run.expected,
         "environment": environment(),
@@ -69,7 +70,8 @@ def replay_hint(run: "EchoconfRun") -> str:
         src = f"--command {json.dumps(run.spec.label)}"
     else:
         src = f"--target {run.remote.name}"
-    return f"conformance/echoconf run {src} --profile {run.profile.name} --seed {run.seed}"
+    hang = f" --hang-bound {run.hang_bound:g}" if run.hang_bound else ""
+    return f"conformance/echoconf run {src} --profile {run.profile.name} --seed {run.seed}{hang}"
 
 
 def write(directory: Path, doc: dict[str, Any]) -> None:

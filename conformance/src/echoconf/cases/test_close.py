@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 
-from echoconf.caselib import KiB, MiB, Ctx, case
-from echoconf.client import Deadline, Flow, connect, exchange, fill_until_stall, reset, probe
+from echoconf.caselib import KiB, MiB, Ctx, Parked, case
+from echoconf.client import (Deadline, Flow, connect, exchange, fill_until_stall, probe, reset,
+                             stream_until_stall)
 from echoconf.oracle import CaseFailure, check_stream
 from echoconf.steps import SENTINEL, alive, roundtrip, with_death
 from echoconf.target import Target
@@ -13,8 +14,8 @@ from echoconf.target import Target
 FLUSH_HINT = "output still queued when the client half-closed was dropped (FM-05)"
 
 
-@case("close.half-close-flush", "derived", "N in {1, 1023, 1024, 10000, 1 MiB, 16 MiB}: send, SHUT_WR, "
-      "read to EOF: equal, ended by FIN not RST", fm=["FM-05"], timeout=120)
+@case("close.half-close-flush", "derived", "N in {1, 1023, 1024, 10000, 1 MiB, 16 MiB} (quick: up to "
+      "1 MiB; thorough: and 64 MiB): send, SHUT_WR, read to EOF: equal, ended by FIN not RST", fm=["FM-05"], timeout=120)
 def test_half_close_flush(server: Target, ctx: Ctx) -> None:
     for n in ctx.profile.flush_sizes:
         roundtrip(server, [ctx.payload(n)], f"{n} bytes in one write, then SHUT_WR",
@@ -26,25 +27,37 @@ def test_half_close_eof(server: Target) -> None:
     roundtrip(server, [], "SHUT_WR with no data", deadline=1.0, half_close=True)
 
 
-@case("close.no-early-close", "rfc862", "the server never closes first: after an idle 1 s and after half "
-      "the data, the connection is still open and echoing", fm=["R3"])
-def test_no_early_close(server: Target, ctx: Ctx) -> None:
-    half1, half2 = ctx.payload(32 * KiB, "1"), ctx.payload(32 * KiB, "2")
-    sock = connect(server.addr, 2.0, factory=server.factory())
+def park_no_early_close(server: Target, ctx: Ctx) -> Parked:
+    """close.no-early-close, first half: stream data without reading until the server stops
+    reading (its echo is owed and its writes are blocked); the idle time starts then."""
+    data = ctx.payload(2 * MiB, "owed")
+    sock = connect(server.addr, 2.0, rcvbuf=4 * KiB, factory=server.factory())
     try:
-        time.sleep(1.0)  # idle; whether the server hung up shows in the bytes that follow
-        f1 = Flow(sock, [half1], shut_wr=False)
-        exchange([f1], Deadline(5.0))
-        f2 = Flow(sock, [half2, SENTINEL], shut_wr=False)
-        if f1.end == "open":
-            exchange([f2], Deadline(5.0))
-    finally:
+        sent = stream_until_stall(sock, data, Deadline(10.0), stall=0.2)
+    except BaseException:
         sock.close()
-    observed = f1.data + f2.data
-    end = f2.end if f2.end != "open" else f1.end
+        raise
+    return Parked(sock, time.monotonic(), state={"data": data[:sent]})
+
+
+@case("close.no-early-close", "rfc862", "the server never closes first: a client stops mid-stream with "
+      "its echo owed and stays silent for 1 s (2 s thorough), then reads everything and sends a "
+      "sentinel: exact, still open", fm=["R3"],
+      park=park_no_early_close, park_rank=0)
+def test_no_early_close(server: Target, ctx: Ctx, parked: Parked | None) -> None:
+    p = parked or park_no_early_close(server, ctx)
+    owed = p.state["data"]
     try:
-        check_stream("idle 1 s, 32 KiB, 32 KiB more, a sentinel", half1 + half2 + SENTINEL, observed, end,
-                     deadline=5.0, graceful_end=False,
+        # Both directions silent; whether the server hung up shows in the bytes that follow.
+        idle = p.wait(ctx.profile.idle)
+        flow = Flow(p.sock, [SENTINEL], shut_wr=False, owed=len(owed))
+        exchange([flow], Deadline(10.0))
+    finally:
+        p.close()
+    try:
+        check_stream(f"{len(owed)} bytes sent without reading, {idle:.1f} s of silence, then the echo "
+                     "read and a sentinel", owed + SENTINEL, flow.data, flow.end, deadline=10.0,
+                     graceful_end=False,
                      shortfall_hint="the server closed the connection although the client had not "
                      "terminated it; RFC 862: echoing continues until the calling user terminates (R3)")
     except CaseFailure as e:

@@ -68,9 +68,9 @@ def test_bounded_memory(server: Target) -> None:
     alive(server, f"a client sent {sent} bytes without reading, then half-closed and drained its echo")
 
 
-@case("robust.no-busy-loop", "robust", "while a client is stalled with output pending and while a "
-      "connection sits half-closed, the server uses < 10 % of a core over 1 s", fm=["FM-03", "FM-19"],
-      owned=True)
+@case("robust.no-busy-loop", "robust", "while a client is stalled with output pending and a connection "
+      "sits half-closed with its echo unread (one-at-a-time servers: the same connection), the server "
+      "uses < 10 % of a core over 1 s (0.5 s quick, 2 s thorough)", fm=["FM-03", "FM-19"], owned=True)
 def test_no_busy_loop(server: OwnedServer, ctx: Ctx) -> None:
     socks: list[socket.socket] = []
     try:
@@ -84,15 +84,11 @@ def test_no_busy_loop(server: OwnedServer, ctx: Ctx) -> None:
             fill_until_stall(b, 256 * KiB, Deadline(5.0), stall=0.1)
             b.shutdown(socket.SHUT_WR)
             scenario += " and another had half-closed with its echo unread"
+        else:
+            # A one-at-a-time server is busy with this client: it is the half-closed one too.
+            a.shutdown(socket.SHUT_WR)
+            scenario += " and had half-closed with its echo unread"
         cpu = cpu_during(server, ctx.profile.cpu_window)
-        if not ctx.concurrent:
-            finish(socks.pop())
-            c = connect(server.addr, 2.0, rcvbuf=4 * KiB, factory=server.factory())
-            socks.append(c)
-            fill_until_stall(c, 256 * KiB, Deadline(5.0), stall=0.1)
-            c.shutdown(socket.SHUT_WR)
-            cpu = max(cpu, cpu_during(server, ctx.profile.cpu_window))
-            scenario += "; then while a connection sat half-closed with its echo unread"
     finally:
         for s in socks:
             finish(s)
@@ -105,8 +101,8 @@ def test_no_busy_loop(server: OwnedServer, ctx: Ctx) -> None:
     alive(server, scenario)
 
 
-@case("robust.fd-leak", "robust", "1000 connect/close (mixed: close, RST, SHUT_WR) cycles: descriptor count "
-      "returns to baseline +-2", fm=["FM-11"], owned=True, timeout=90)
+@case("robust.fd-leak", "robust", "1000 connect/close (mixed: close, RST, SHUT_WR) cycles (400 quick, "
+      "2000 thorough): descriptor count returns to baseline +-2", fm=["FM-11"], owned=True, timeout=90)
 def test_fd_leak(server: OwnedServer, ctx: Ctx) -> None:
     alive(server, "starting")
     base = fd_count(server.pid)
@@ -207,6 +203,7 @@ def _sequential_pings(server: Target, n: int, timeout: float) -> list[int]:
       "liveness probe passes", fm=["FM-10"], owned=True)
 def test_fd_exhaustion(fresh_server: Callable[..., OwnedServer], ctx: Ctx) -> None:
     srv = fresh_server()
+    base = fd_count(srv.pid)
     resource.prlimit(srv.pid, resource.RLIMIT_NOFILE, (64, 64))
     n = 64 + 8
     socks: list[socket.socket] = []
@@ -229,7 +226,20 @@ def test_fd_exhaustion(fresh_server: Callable[..., OwnedServer], ctx: Ctx) -> No
     if cpu >= CPU_LIMIT:
         fail(f"At its descriptor limit the server used {cpu:.0%} of a core: it spins on a listener it "
              "cannot accept from (FM-10).", cpu=round(cpu, 3))
+    # "After they go": until the server has processed the closes it is still at its limit and
+    # rightly refuses a new client, so the probe waits (bounded) for its descriptor count to
+    # fall back. A server that never releases them fails the probe all the same.
+    settle = Deadline(2.0)
+    while not settle.expired() and _fds(srv) > base + 2:
+        time.sleep(0.01)  # polling an observable condition; the probe decides
     alive(srv, f"{n} clients at a descriptor limit of 64 went away", timeout=2.0)
+
+
+def _fds(srv: OwnedServer) -> int:
+    try:
+        return fd_count(srv.pid)
+    except OSError:
+        return 0  # gone: the probe says so
 
 
 @case("robust.fd-setsize", "robust", "server started with ~1016 descriptors held (listener near fd 1019): "
