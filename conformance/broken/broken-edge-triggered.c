@@ -6,7 +6,7 @@
  * Real-world pattern: pistacheio/pistache #1114, Andrewpqc/qiaqia #4, meh/nucular #6;
  * opentechinstitute/commotiond PR #18 went back to level-triggered to fix it.
  * Must fail: partial.burst-half-close, partial.many-interleaved, echo.large,
- *            partial.slow-reader (the cases its bug is about; expectations.toml lists
+ *            partial.slow-reader (the cases its bug is about; implementations.toml lists
  *            all).
  */
 #include "broken.h"

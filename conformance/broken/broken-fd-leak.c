@@ -7,7 +7,7 @@
  * SeerLabs/CiteSeerX #68 (> 10 000 CLOSE_WAIT), PhotonLibOS #1247, civetweb #962.
  * Must fail: echo.sequential, close.connect-close, close.connect-reset,
  *            robust.fd-leak, robust.fd-exhaustion (the cases its bug is about;
- *            expectations.toml lists all).
+ *            implementations.toml lists all).
  */
 #include "broken.h"
 

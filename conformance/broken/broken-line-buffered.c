@@ -5,9 +5,9 @@
  * Failure mode: FM-20 (data treated as text), FM-21 (messages assumed to be lines).
  * Real-world pattern: fgets()/readline() echo loops and text-mode line discipline;
  * Lincoln Stein's select server hanging on readline(); Python's asynchat terminators.
- * Must fail: echo.basic, echo.crlf, echo.byte-values, echo.empty-writes,
+ * Must fail: echo.basic, echo.crlf, echo.byte-values,
  *            echo.chunking, partial.one-byte-writes, state.machine (the cases its bug
- *            is about; expectations.toml lists all).
+ *            is about; implementations.toml lists all).
  */
 #include "broken.h"
 

@@ -6,7 +6,7 @@
  * on errors: MarcJHuber/event-driven-servers PR #204 (CLOSE_WAIT), muduo #366.
  * Must fail: close.half-close-eof, close.half-close-flush, partial.burst-half-close,
  *            partial.tiny-buffers, robust.fd-leak, robust.fd-exhaustion (the cases
- *            its bug is about; expectations.toml lists all).
+ *            its bug is about; implementations.toml lists all).
  */
 #include "broken.h"
 

@@ -5,7 +5,7 @@
  * Real-world pattern: Dahrkael/rENet PR #1 (strlen on received data),
  * trungams/http-server #2, libtelnet PR #28 (printf("%.*s")), libdime #3 (strstr).
  * Must fail: echo.byte-values, echo.nul, echo.chunking (the cases its bug is about;
- *            expectations.toml lists all).
+ *            implementations.toml lists all).
  */
 #include "broken.h"
 

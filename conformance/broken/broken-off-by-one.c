@@ -9,7 +9,7 @@
  * Must fail: echo.sizes, echo.nul, echo.large, partial.slow-reader,
  *            partial.burst-half-close, close.half-close-flush, close.reset-pending,
  *            close.vanish-while-writing, robust.eintr (the cases its bug is about;
- *            expectations.toml lists all).
+ *            implementations.toml lists all).
  */
 #include "broken.h"
 

@@ -6,7 +6,7 @@
  * cybozu/yrmcds #6, pscedu/slash2 #106 (psc_fatal), PyMOTW's select server dying on
  * ConnectionResetError, JavaScriptSolidServer #138 (953+ restarts).
  * Must fail: close.reset-pending, close.connect-reset, close.vanish-while-writing,
- *            robust.fd-leak (the cases its bug is about; expectations.toml lists all).
+ *            robust.fd-leak (the cases its bug is about; implementations.toml lists all).
  */
 #include "broken.h"
 

@@ -7,7 +7,7 @@
  * A small SO_SNDBUF on accepted sockets makes short writes happen on every large echo.
  * Must fail: echo.large, partial.slow-reader, partial.tiny-buffers,
  *            partial.burst-half-close, close.half-close-flush (the cases its bug is
- *            about; expectations.toml lists all).
+ *            about; implementations.toml lists all).
  */
 #include "broken.h"
 

@@ -5,9 +5,9 @@
  * Failure mode: FM-07 (SIGPIPE kills the whole server).
  * Real-world pattern: stonier/ecl_core #34 (EPIPE handled, but SIGPIPE killed first),
  * mangband #552 (handler commented out), devnull-cz/unix-linux-prog-in-c #36 (141).
- * The write error is even handled; the next read still returns the data the client
- * sent before its reset, and the write after it raises SIGPIPE.
- * Must fail: close.reset-pending, close.vanish-while-writing.
+ * The errors are even handled: on a failed read or write it tells the client why it
+ * hangs up, and that last write to a reset connection raises SIGPIPE.
+ * Must fail: close.reset-pending, close.vanish-while-writing, close.connect-reset.
  */
 #include "broken.h"
 
@@ -43,7 +43,15 @@ static void *echo_client(void *arg)
 	/* Blocking I/O: write_all() waits while the client is slow to read. */
 	while ((n = read(fd, buf, sizeof buf)) > 0) {
 		if (write_all(fd, buf, (size_t)n) < 0)
-			perror("write"); /* the client is gone: the next read ends the loop */
+			break;
+	}
+	if (n != 0) {
+		/* Tell the client why we hang up. After a reset that write raises
+		 * SIGPIPE, and the default action ends every connection at once. */
+		char msg[80];
+		int len = snprintf(msg, sizeof msg, "echo: %s\n", strerror(errno));
+		if (len > 0 && write_all(fd, msg, (size_t)len) < 0)
+			perror("write");
 	}
 	close(fd);
 	atomic_fetch_sub(&nclients, 1);

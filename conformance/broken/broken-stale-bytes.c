@@ -7,7 +7,7 @@
  * tcp-echo-server": buf.len instead of nread), xroche/httrack #1496 (4 046 bytes of
  * another request's data, invisible to ASan because the read stays in bounds).
  * Must fail: echo.no-extra, echo.pipelined, echo.large, partial.slow-reader,
- *            partial.one-byte-writes (the cases its bug is about; expectations.toml
+ *            partial.one-byte-writes (the cases its bug is about; implementations.toml
  *            lists all).
  */
 #include "broken.h"

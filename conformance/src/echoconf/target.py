@@ -44,7 +44,7 @@ def describe_status(code: int) -> str:
             name = signal.Signals(-code).name
         except ValueError:
             name = f"signal {-code}"
-        return f"killed by {name} (signal {-code})"
+        return f"was killed by {name} (signal {-code})"
     if code > 128 and code - 128 < 65:
         try:
             return f"exited with status {code} (a shell reporting {signal.Signals(code - 128).name})"
