@@ -4,7 +4,7 @@ Schema (version 1):
 
     [NAME]                          # a reference or third-party implementation
     builtin = "echo-epoll"          # exactly one of builtin / command / target
-    command = "python3 server.py --port {port}"
+    command = "{python} {conformance}/examples/asyncio_echo.py --port {port}"
     target = "127.0.0.1:7007"
     capabilities = ["concurrent", "ipv6"]
     description = "..."             # optional
@@ -20,11 +20,17 @@ Schema (version 1):
     "state.machine" = "..."
 
 A broken server must fail every must-fail case and nothing outside must-fail and may-fail.
+
+In a command, `{python}` is the interpreter running echoconf and `{conformance}` the folder
+holding the registry file, so an entry works from any directory and from an installed echoconf;
+`{port}` is left for the harness.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,7 +98,13 @@ def find_binary(name: str) -> Path | None:
     return None
 
 
-def _entry(name: str, table: dict, broken: bool) -> Implementation:
+def expand(command: str, registry_dir: Path) -> str:
+    """Fill the registry's placeholders (not `{port}`: that one is the harness's)."""
+    return (command.replace("{python}", shlex.quote(sys.executable))
+            .replace("{conformance}", shlex.quote(str(registry_dir))))
+
+
+def _entry(name: str, table: dict, broken: bool, registry_dir: Path) -> Implementation:
     where = f"[{'broken.' if broken else ''}{name}]"
     sources = [k for k in ("builtin", "command", "target") if k in table]
     if len(sources) != 1:
@@ -109,7 +121,8 @@ def _entry(name: str, table: dict, broken: bool) -> Implementation:
     if not broken and ("must-fail" in table or "may-fail" in table):
         raise RegistryError(f"{where}: must-fail/may-fail belong in [broken.*] entries")
     impl = Implementation(
-        name=name, builtin=table.get("builtin"), command=table.get("command"),
+        name=name, builtin=table.get("builtin"),
+        command=expand(table["command"], registry_dir) if "command" in table else None,
         target=table.get("target"), capabilities=list(caps),
         expected_failures=dict(table.get("expected-failures", {})), broken=broken,
         must_fail=list(table.get("must-fail", [])), may_fail=dict(table.get("may-fail", {})),
@@ -133,9 +146,9 @@ def load(path: Path | None = None) -> dict[str, Implementation]:
     for name, table in data.items():
         if name == "broken":
             for bname, btable in table.items():
-                out[f"broken.{bname}"] = _entry(bname, btable, True)
+                out[f"broken.{bname}"] = _entry(bname, btable, True, path.resolve().parent)
         elif isinstance(table, dict):
-            out[name] = _entry(name, table, False)
+            out[name] = _entry(name, table, False, path.resolve().parent)
     return out
 
 
