@@ -12,14 +12,27 @@ import pytest
 
 F = TypeVar("F", bound=Callable[..., Any])
 LEVELS = ("rfc862", "derived", "robust")
+# The grade says what a failure means; every case states its grade and why.
+GRADES = {
+    "must": "required: a failure makes the server non-conformant (exit 1)",
+    "should": "recommended practice: a failure is reported as a recommendation not met "
+              "(exit 0; exit 1 with --strict)",
+}
 KiB = 1024
 MiB = 1024 * 1024
 
 
-def case(id: str, level: str, requirement: str, fm: list[str] | None = None,
-         needs: list[str] | None = None, owned: bool = False, timeout: float = 60,
-         park: Callable[..., Any] | None = None, park_rank: int = 0) -> Callable[[F], F]:
-    """Declare a conformance case: a stable id, a level and a one-line requirement.
+def case(id: str, level: str, requirement: str, *, grade: str, why: str,
+         fm: list[str] | None = None, needs: list[str] | None = None, owned: bool = False,
+         timeout: float = 60, park: Callable[..., Any] | None = None,
+         park_rank: int = 0) -> Callable[[F], F]:
+    """Declare a conformance case: a stable id, a level, a one-line requirement, and its
+    grade (`must` or `should`, see GRADES) with the reason for that grade.
+
+    MUST: losing, corrupting, reordering, duplicating or inventing bytes; closing before the
+    client is done; leaving an accepted client hanging; one client blocking another; dying;
+    leaking descriptors; spinning; unbounded memory; RFC 862 and what RFC 9293 implies for it.
+    SHOULD: good practice and graceful degradation under contrived limits.
 
     Each case is one test function (variants such as sizes run inside it), so a case
     id maps to exactly one verdict in every report.
@@ -31,9 +44,12 @@ def case(id: str, level: str, requirement: str, fm: list[str] | None = None,
     connection that holds the server's output must be resumed before the others).
     """
     assert level in LEVELS, level
+    assert grade in GRADES, grade
+    assert why, f"{id}: say why it is graded {grade}"
 
     def deco(fn: F) -> F:
-        marks = [pytest.mark.case(id=id, level=level, requirement=requirement, fm=list(fm or [])),
+        marks = [pytest.mark.case(id=id, level=level, requirement=requirement, fm=list(fm or []),
+                                  grade=grade, why=why),
                  pytest.mark.timeout(timeout)]
         marks += [pytest.mark.needs(cap) for cap in needs or []]
         if owned:

@@ -51,6 +51,8 @@ def parser() -> argparse.ArgumentParser:
                    help="declare a capability of the server (default for --command/--target: concurrent)")
     r.add_argument("--without", action="append", default=[], choices=list(registry.CAPABILITIES),
                    help="declare that the server lacks a capability")
+    r.add_argument("--strict", action="store_true",
+                   help="a failed SHOULD case (a recommendation not met) fails the run too: exit 1")
     r.add_argument("--xfail", action="append", default=[], metavar="CASE=REASON",
                    help="an expected failure (a pass then fails the run)")
     r.add_argument("--registry", help="implementations.toml to use")
@@ -118,6 +120,8 @@ def pytest_argv(args: argparse.Namespace) -> list[str]:
         a += ["--echoconf-xfail", x]
     if args.list:
         a += ["--echoconf-list"]
+    if args.strict:
+        a += ["--echoconf-strict"]
     if args.report:
         rep = Path(args.report)
         a += ["--echoconf-report", str(rep), "--junitxml", str(rep / "junit.xml"),
@@ -197,6 +201,8 @@ def run_all(args: argparse.Namespace) -> int:
             cmd += ["--seed", str(args.seed)]
         if args.registry:
             cmd += ["--registry", args.registry]
+        if args.strict:
+            cmd += ["--strict"]
         for c in args.case:
             cmd += ["--case", c]
         for lvl in args.level:

@@ -53,6 +53,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--echoconf-case", action="append", default=[], help="glob on case ids")
     g.addoption("--echoconf-level", action="append", default=[], help="rfc862, derived, robust")
     g.addoption("--echoconf-list", action="store_true", help="list the cases and exit")
+    g.addoption("--echoconf-strict", action="store_true",
+                help="a failed SHOULD case fails the run too (exit 1)")
     g.addoption("--echoconf-no-summary", action="store_true", help="no summary table at the end")
     g.addoption("--echoconf-pytest-output", action="store_true",
                 help="keep pytest's own terminal output")
@@ -100,6 +102,7 @@ class EchoconfRun:
         self.seed = opt.echoconf_seed if opt.echoconf_seed is not None else DEFAULT_SEED
         self.report_dir = Path(opt.echoconf_report) if opt.echoconf_report else None
         self.list_only = opt.echoconf_list
+        self.strict: bool = opt.echoconf_strict
         self.results: dict[str, dict[str, Any]] = {}
         self.order: list[str] = []
         self.harness_errors: list[str] = []
@@ -302,11 +305,13 @@ class EchoconfRun:
             if item.get_closest_marker("owned"):
                 tags.append("owned")
             rows.append((m.kwargs["id"], m.kwargs["level"], m.kwargs["requirement"], tags,
-                         m.kwargs.get("fm", [])))
+                         m.kwargs.get("fm", []), m.kwargs["grade"], m.kwargs["why"]))
         with self.terminal():
-            for cid, level, req, tags, fm in rows:
+            for cid, level, req, tags, fm, grade, why in rows:
                 extra = f" [{', '.join(tags)}]" if tags else ""
-                print(f"{cid:28} {level:8} {req}{extra}" + (f" ({', '.join(fm)})" if fm else ""))
+                print(f"{cid:28} {level:8} {grade.upper():6} {req}{extra}"
+                      + (f" ({', '.join(fm)})" if fm else ""))
+                print(f"{'':28} {'':8} {'':6} why {grade.upper()}: {why}")
         self.config.stash[LISTED_KEY] = rows
 
     @pytest.hookimpl(tryfirst=True)
@@ -337,13 +342,26 @@ class EchoconfRun:
             detail = dict(call.excinfo.value.detail)
         elif call.excinfo is not None and isinstance(call.excinfo.value, HarnessError):
             detail = {"message": f"harness error: {call.excinfo.value}"}
-        if call.when == "call" and isinstance(self.target, OwnedServer):
-            died = self.target.death(grace=0.3 if rep.failed else 0.0)
+        if call.when == "call" and self.target is not None:
+            died = self.target.death(grace=0.3 if rep.failed or hasattr(rep, "wasxfail") else 0.0)
             if died:
                 self._server_died(item, rep, died, detail)
                 detail = rep.echoconf_detail  # type: ignore[attr-defined]
         if detail is not None:
             rep.echoconf_detail = detail  # type: ignore[attr-defined]
+        if (call.when == "call" and rep.failed and not self.strict
+                and _grade(item) == "should" and "server_died" not in (detail or {})):
+            self._recommendation(rep, detail)
+
+    def _recommendation(self, rep: pytest.TestReport, detail: dict[str, Any] | None) -> None:
+        """A failed SHOULD case: a recommendation not met, not a conformance failure. JUnit
+        shows it the way pytest shows an expected failure (<skipped type="pytest.xfail">,
+        with the message), so CI dashboards agree with the exit status."""
+        msg = (detail or {}).get("message") or _first_line(rep.longreprtext)
+        rep.echoconf_detail = {**(detail or {"message": msg})}  # type: ignore[attr-defined]
+        rep.echoconf_should_failed = True  # type: ignore[attr-defined]
+        rep.outcome = "skipped"
+        rep.wasxfail = f"SHOULD, recommendation not met: {msg}"  # type: ignore[attr-defined]
 
     def _server_died(self, item: pytest.Item, rep: pytest.TestReport, died: str,
                      detail: dict[str, Any] | None) -> None:
@@ -354,16 +372,22 @@ class EchoconfRun:
         new = {**(detail or {}), "message": msg, "server_died": died}
         if was:
             new["observed_failure"] = was
-        rep.outcome = "failed"
-        rep.longrepr = msg + (f"\n(the case saw: {was})" if was else "")
         if hasattr(rep, "wasxfail"):
-            pass  # an expected failure that fails by death stays xfailed
+            # A death is never an expected failure: the registry may excuse a symptom, not
+            # a server that stops serving everyone.
+            new["expected_failure"] = rep.wasxfail
+            new["message"] = msg + (f" The case is registered as an expected failure "
+                                    f"({rep.wasxfail}), but a death is always a failure.")
+            del rep.wasxfail
+        rep.outcome = "failed"
+        rep.longrepr = new["message"] + (f"\n(the case saw: {was})" if was else "")
         rep.echoconf_detail = new  # type: ignore[attr-defined]
 
     def blame_previous(self, died: str) -> None:
         """The server was found dead before a case started: the case that ran before it
         (which had already passed) killed it after its last check."""
-        done = [n for n in self.order if self.results[n]["outcome"] is not None]
+        # A skipped case never touched the server: the last case that ran is charged.
+        done = [n for n in self.order if self.results[n]["outcome"] not in (None, "skipped")]
         if not done:
             return
         nid = done[-1]
@@ -371,8 +395,12 @@ class EchoconfRun:
         msg = f"The server died at the end of this case: {died}."
         if "SIGPIPE" in died:
             msg += " Writing to a connection the client had reset raised SIGPIPE (FM-07)."
-        if r["outcome"] in ("passed", "xpassed"):
-            r["outcome"] = "failed" if r["outcome"] == "passed" else "xfailed"
+        if r["outcome"] in ("failed", "error"):
+            r["detail"] = {**(r["detail"] or {}), "server_died": died}
+            r["detail"]["message"] = f"{r['detail'].get('message', '')} Then {msg[0].lower()}{msg[1:]}"
+        else:
+            # Whatever the case's own verdict, a death is a failure (never an expected one).
+            r["outcome"] = "failed"
             r["detail"] = {"message": msg, "server_died": died, "noticed": "before the next case"}
             self._print_case(nid)
 
@@ -392,7 +420,10 @@ class EchoconfRun:
                 r["outcome"] = "error"
                 r["detail"] = d or {"message": _first_line(report.longreprtext)}
         elif report.when == "call":
-            if hasattr(report, "wasxfail"):
+            if getattr(report, "echoconf_should_failed", False):
+                r["outcome"] = "failed"
+                r["detail"] = d
+            elif hasattr(report, "wasxfail"):
                 if report.skipped:
                     r["outcome"] = "xfailed"
                     r["detail"] = d or {"message": _first_line(report.longreprtext)}
@@ -439,7 +470,10 @@ class EchoconfRun:
         cid = nid.split("::", 1)[1]
         style = {"passed": "green", "failed": "bold red", "error": "bold red", "xpassed": "bold red",
                  "skipped": "yellow", "xfailed": "cyan"}.get(r["outcome"], "")
-        line = f"[{style}]{r['outcome'] or '?':8}[/] {cid:28} {r['duration']:6.2f}s"
+        label = r["outcome"] or "?"
+        if label == "failed" and not self.counts_against(nid, r):
+            label, style = "unmet", "yellow"  # a SHOULD case: a recommendation not met
+        line = f"[{style}]{label:8}[/] {cid:28} {r['duration']:6.2f}s"
         msg = (r.get("detail") or {}).get("message")
         if msg and r["outcome"] != "passed":
             line += f"  {_one_line(msg, 220)}"
@@ -475,10 +509,22 @@ class EchoconfRun:
             r = self.results[nid]
             meta = self.meta.get(nid, {})
             out.append({"id": nid.split("::", 1)[1], "level": meta.get("level"),
+                        "grade": self.grade_of(nid, r), "why": meta.get("why"),
                         "requirement": meta.get("requirement"), "fm": meta.get("fm", []),
                         "outcome": r["outcome"] or "error", "duration": round(r["duration"], 3),
                         "detail": r["detail"]})
         return out
+
+    def grade_of(self, nid: str, r: dict[str, Any]) -> str:
+        """The case's grade; a death is always a MUST failure, whatever the case."""
+        if "server_died" in (r.get("detail") or {}):
+            return "must"
+        return self.meta.get(nid, {}).get("grade", "must")
+
+    def counts_against(self, nid: str, r: dict[str, Any]) -> bool:
+        """Whether this result makes the run fail: a bad outcome in a MUST case, or in any
+        case with --strict."""
+        return r["outcome"] in BAD and (self.strict or self.grade_of(nid, r) == "must")
 
     @property
     def meta(self) -> dict[str, dict[str, Any]]:
@@ -487,7 +533,7 @@ class EchoconfRun:
     def exit_status(self, pytest_status: int, cases: list[dict[str, Any]]) -> int:
         if self.harness_errors or pytest_status in (2, 3, 4):
             return 2
-        if any(c["outcome"] in ("failed", "error", "xpassed") for c in cases):
+        if any(c["outcome"] in BAD and (self.strict or c["grade"] == "must") for c in cases):
             return 1
         if not cases:
             return 2 if pytest_status == 5 else 0
@@ -495,6 +541,12 @@ class EchoconfRun:
 
 
 META_KEY = pytest.StashKey[dict]()
+BAD = ("failed", "error", "xpassed")
+
+
+def _grade(item: pytest.Item) -> str:
+    m = item.get_closest_marker("case")
+    return m.kwargs.get("grade", "must") if m else "must"
 LISTED_KEY = pytest.StashKey[list]()
 
 

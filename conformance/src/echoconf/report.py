@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .plugin import EchoconfRun
 
-VERSION = 1
+VERSION = 2
 OUTCOMES = ("passed", "failed", "error", "xpassed", "xfailed", "skipped")
 BAD = ("failed", "error", "xpassed")
 
@@ -30,6 +30,8 @@ def environment() -> dict[str, Any]:
 
 def build(run: "EchoconfRun", cases: list[dict[str, Any]], status: int) -> dict[str, Any]:
     counts = collections.Counter(c["outcome"] for c in cases)
+    must = [c for c in cases if c["outcome"] in BAD and c["grade"] == "must"]
+    should = [c for c in cases if c["outcome"] in BAD and c["grade"] == "should"]
     target: dict[str, Any] = {}
     server_log: list[dict[str, Any]] = []
     if run.target is not None:
@@ -47,12 +49,17 @@ def build(run: "EchoconfRun", cases: list[dict[str, Any]], status: int) -> dict[
         "profile": run.profile.name,
         "seed": run.seed,
         "hang_bound": run.hang_bound,
+        "strict": run.strict,
         "capabilities": sorted(run.capabilities),
         "expected_failures": run.expected,
         "environment": environment(),
         "cases": cases,
         "summary": {"total": len(cases), **{o: counts.get(o, 0) for o in OUTCOMES},
                     "exit_status": status,
+                    "must_failed": len(must), "should_failed": len(should),
+                    "conformant": not must and not run.harness_errors,
+                    "recommendations": [{"id": c["id"], "message": (c["detail"] or {}).get("message", "")}
+                                        for c in should],
                     "duration": round(__import__("time").monotonic() - run.started, 3),
                     "harness_errors": run.harness_errors},
         "server_output": server_log,
@@ -71,7 +78,8 @@ def replay_hint(run: "EchoconfRun") -> str:
     else:
         src = f"--target {run.remote.name}"
     hang = f" --hang-bound {run.hang_bound:g}" if run.hang_bound else ""
-    return f"conformance/echoconf run {src} --profile {run.profile.name} --seed {run.seed}{hang}"
+    strict = " --strict" if run.strict else ""
+    return f"conformance/echoconf run {src} --profile {run.profile.name} --seed {run.seed}{hang}{strict}"
 
 
 def write(directory: Path, doc: dict[str, Any]) -> None:
@@ -87,10 +95,12 @@ def markdown(doc: dict[str, Any]) -> str:
            f"Profile `{doc['profile']}`, seed {doc['seed']}, exit status {s['exit_status']}. "
            f"Replay: `{doc['replay']}`", "",
            " · ".join(f"{o}: {s[o]}" for o in OUTCOMES if s[o]), "",
-           "| case | level | outcome | time | detail |", "|---|---|---|---|---|"]
+           verdict_line(doc), "",
+           "| case | level | grade | outcome | time | detail |", "|---|---|---|---|---|---|"]
     for c in doc["cases"]:
         msg = ((c.get("detail") or {}).get("message") or "").replace("|", "\\|").replace("\n", " ")
-        out.append(f"| {c['id']} | {c['level']} | {c['outcome']} | {c['duration']:.2f}s | {msg} |")
+        out.append(f"| {c['id']} | {c['level']} | {c['grade'].upper()} | {c['outcome']} | "
+                   f"{c['duration']:.2f}s | {msg} |")
     for c in doc["cases"]:
         d = c.get("detail") or {}
         if c["outcome"] in BAD and len(d) > 1:
@@ -121,8 +131,10 @@ def print_summary(console: Any, doc: dict[str, Any]) -> None:
     for c in doc["cases"]:
         if c["outcome"] in BAD:
             d = c.get("detail") or {}
-            console.print(f"[bold red]{c['outcome']}[/] {c['id']}: {d.get('message', '')}",
-                          highlight=False, markup=True)
+            label = (f"[bold red]{c['outcome']}[/] {c['grade'].upper()}"
+                     if c["grade"] == "must" or doc.get("strict")
+                     else "[yellow]recommendation not met[/] SHOULD")
+            console.print(f"{label} {c['id']}: {d.get('message', '')}", highlight=False, markup=True)
             for key in ("offset", "sent", "received", "end", "expected", "observed"):
                 if d.get(key) is not None:
                     console.print(f"    {key}: {d[key]}", highlight=False, markup=False)
@@ -132,8 +144,29 @@ def print_summary(console: Any, doc: dict[str, Any]) -> None:
     for h in s.get("harness_errors") or []:
         console.print(f"[bold red]harness error:[/] {h}", markup=True, highlight=False)
     verdict = {0: "[green]PASS[/]", 1: "[bold red]FAIL[/]", 2: "[bold red]HARNESS ERROR[/]"}
-    console.print(f"{verdict.get(s['exit_status'], s['exit_status'])} in {s['duration']:.1f}s "
-                  f"(exit {s['exit_status']}); replay: {doc['replay']}", markup=True, highlight=False)
+    console.print(f"{verdict.get(s['exit_status'], s['exit_status'])}: {verdict_line(doc)}",
+                  markup=True, highlight=False)
+    console.print(f"in {s['duration']:.1f}s (exit {s['exit_status']}); replay: {doc['replay']}",
+                  highlight=False)
+
+
+def verdict_line(doc: dict[str, Any]) -> str:
+    """One sentence: conformant or not, and the recommendations not met."""
+    s = doc["summary"]
+    if s["harness_errors"]:
+        head = "no verdict (harness error)"
+    elif s["must_failed"]:
+        head = f"not conformant; {s['must_failed']} MUST case{'s' if s['must_failed'] != 1 else ''} failed"
+    else:
+        head = "conformant"
+    recs = s["recommendations"]
+    if not recs:
+        return head + ("" if s["must_failed"] or s["harness_errors"] else "; every recommendation met")
+    n = len(recs)
+    first = recs[0]
+    return (f"{head}; {n} recommendation{'s' if n != 1 else ''} not met: {first['id']}"
+            f" ({first['message']})" + (f" and {', '.join(r['id'] for r in recs[1:])}" if n > 1 else "")
+            + (" [--strict: recommendations not met fail the run]" if doc.get("strict") else ""))
 
 
 def _cell(outcome: str, n: int) -> str:

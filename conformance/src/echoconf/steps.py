@@ -48,15 +48,17 @@ def judge(server: Target, flow: Flow, what: str, *, hint: str = "", deadline: fl
 
 
 def with_death(server: Target, failure: CaseFailure) -> CaseFailure:
-    """If the server died, that is the headline; the stream symptom becomes secondary."""
-    died = server.death(grace=0.3) if isinstance(server, OwnedServer) else None
-    if died:
-        msg = f"The server died: {died}."
-        if "SIGPIPE" in died:
-            msg += " It wrote to a connection the client had closed and SIGPIPE killed it (FM-07)."
-        return CaseFailure(msg, **{**failure.detail, "message": msg, "server_died": died,
-                                   "observed_failure": failure.detail["message"]})
-    return failure
+    """If the server died, that is the headline; the stream symptom becomes secondary.
+    Any target that can tell a death (a process or a container the harness owns) says so."""
+    died = server.death(grace=0.3)
+    if not died:
+        return failure
+    msg = f"The server died: {died}."
+    if "SIGPIPE" in died:
+        msg += " It wrote to a connection the client had closed and SIGPIPE killed it (FM-07)."
+    detail = {k: v for k, v in failure.detail.items() if k != "message"}
+    return CaseFailure(msg, **{**detail, "server_died": died,
+                               "observed_failure": failure.detail["message"]})
 
 
 def alive(server: Target, after: str, timeout: float = 1.0, settle: float = 0.0) -> None:
@@ -64,7 +66,7 @@ def alive(server: Target, after: str, timeout: float = 1.0, settle: float = 0.0)
     `settle` gives a process that is handling a reset in another thread the chance to die
     visibly; it can only turn a pass into a failure, never the other way round."""
     problem = probe(server.addr, timeout, server.factory())
-    if problem is None and settle and isinstance(server, OwnedServer):
+    if problem is None and settle:
         died = server.death(grace=settle)
         if died:
             problem = f"then {died}"

@@ -15,14 +15,16 @@ FLUSH_HINT = "output still queued when the client half-closed was dropped (FM-05
 
 
 @case("close.half-close-flush", "derived", "N in {1, 1023, 1024, 10000, 1 MiB, 16 MiB} (quick: up to "
-      "1 MiB; thorough: and 64 MiB): send, SHUT_WR, read to EOF: equal, ended by FIN not RST", fm=["FM-05"], timeout=120)
+      "1 MiB; thorough: and 64 MiB): send, SHUT_WR, read to EOF: equal, ended by FIN not RST", fm=["FM-05"], timeout=120,
+      grade="must", why="RFC 9293: a FIN closes only the client's direction; the queued echo is owed, then a FIN")
 def test_half_close_flush(server: Target, ctx: Ctx) -> None:
     for n in ctx.profile.flush_sizes:
         roundtrip(server, [ctx.payload(n)], f"{n} bytes in one write, then SHUT_WR",
                   deadline=10 + n / MiB * 0.5, hint=FLUSH_HINT, half_close=True)
 
 
-@case("close.half-close-eof", "derived", "bare SHUT_WR with no data: EOF (FIN) within 1 s", fm=["FM-19"])
+@case("close.half-close-eof", "derived", "bare SHUT_WR with no data: EOF (FIN) within 1 s", fm=["FM-19"],
+      grade="must", why="a client that half-closed waits for the server's FIN: without it an accepted client hangs")
 def test_half_close_eof(server: Target) -> None:
     roundtrip(server, [], "SHUT_WR with no data", deadline=1.0, half_close=True)
 
@@ -43,7 +45,8 @@ def park_no_early_close(server: Target, ctx: Ctx) -> Parked:
 @case("close.no-early-close", "rfc862", "the server never closes first: a client stops mid-stream with "
       "its echo owed and stays silent for 1 s (2 s thorough), then reads everything and sends a "
       "sentinel: exact, still open", fm=["R3"],
-      park=park_no_early_close, park_rank=0)
+      park=park_no_early_close, park_rank=0,
+      grade="must", why="RFC 862: the connection lasts until the client terminates it; the server must not close first")
 def test_no_early_close(server: Target, ctx: Ctx, parked: Parked | None) -> None:
     p = parked or park_no_early_close(server, ctx)
     owed = p.state["data"]
@@ -65,7 +68,8 @@ def test_no_early_close(server: Target, ctx: Ctx, parked: Parked | None) -> None
 
 
 @case("close.reset-pending", "robust", "a client sends 6 MiB without reading, then resets (SO_LINGER 0): "
-      "the server survives and a fresh client is served within 1 s", fm=["FM-07", "FM-08"])
+      "the server survives and a fresh client is served within 1 s", fm=["FM-07", "FM-08"],
+      grade="must", why="a reset ends one connection: a server that dies of it or stops serving fails every client")
 def test_reset_pending(server: Target) -> None:
     sock = connect(server.addr, 2.0, factory=server.factory())
     sent = fill_until_stall(sock, 6 * MiB, Deadline(10.0), stall=0.2)
@@ -93,21 +97,24 @@ def _connect_many(server: Target, n: int, rst: bool) -> None:
 
 
 @case("close.connect-close", "robust", "200 x connect and close with no data: the server survives and "
-      "serves the next client", fm=["FM-11"])
+      "serves the next client", fm=["FM-11"],
+      grade="must", why="a connection without data is normal: dying or stopping after it fails every later client")
 def test_connect_close(server: Target) -> None:
     _connect_many(server, 200, rst=False)
     alive(server, "200 connections opened and closed without data")
 
 
 @case("close.connect-reset", "robust", "200 x connect then immediate RST: the server survives and serves "
-      "the next client", fm=["FM-08", "FM-12"])
+      "the next client", fm=["FM-08", "FM-12"],
+      grade="must", why="a reset before any data is normal: dying or stopping after it fails every later client")
 def test_connect_reset(server: Target) -> None:
     _connect_many(server, 200, rst=True)
     alive(server, "200 connections opened and reset at once", settle=0.1)
 
 
 @case("close.vanish-while-writing", "robust", "a client sends 2 MiB then closes without reading while the "
-      "server writes: server survives, next client served", fm=["FM-07"])
+      "server writes: server survives, next client served", fm=["FM-07"],
+      grade="must", why="a client may leave while owed its echo: dying of SIGPIPE fails every other client")
 def test_vanish_while_writing(server: Target) -> None:
     sock = connect(server.addr, 2.0, factory=server.factory())
     sent = fill_until_stall(sock, 2 * MiB, Deadline(10.0), stall=0.2)

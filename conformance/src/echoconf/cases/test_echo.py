@@ -13,31 +13,36 @@ from echoconf.steps import SENTINEL, distinct, judge, roundtrip, with_death
 from echoconf.target import Target
 
 
-@case("echo.basic", "rfc862", 'b"ping" comes back byte-exact')
+@case("echo.basic", "rfc862", 'b"ping" comes back byte-exact',
+      grade="must", why="RFC 862: whatever is received is sent back")
 def test_basic(server: Target) -> None:
     roundtrip(server, [b"ping"], 'b"ping"', deadline=2)
 
 
 @case("echo.byte-values", "rfc862", "all 256 byte values (bytes(range(256)) x 64) come back exact",
-      fm=["FM-20"])
+      fm=["FM-20"],
+      grade="must", why="RFC 862 echoes data, not text: every byte value must come back")
 def test_byte_values(server: Target) -> None:
     roundtrip(server, chunked(bytes(range(256)) * 64, 4096), "bytes(range(256)) x 64", deadline=5)
 
 
-@case("echo.nul", "rfc862", "64 KiB of 0x00 and text with embedded NULs come back exact", fm=["FM-20"])
+@case("echo.nul", "rfc862", "64 KiB of 0x00 and text with embedded NULs come back exact", fm=["FM-20"],
+      grade="must", why="a NUL byte is data: cutting the echo there loses bytes (RFC 862)")
 def test_nul(server: Target) -> None:
     roundtrip(server, [b"\x00" * (64 * KiB)], "64 KiB of 0x00", deadline=5)
     roundtrip(server, [b"hello\x00world\x00\x00!", b"\x00tail"], "text with embedded NULs", deadline=5)
 
 
-@case("echo.crlf", "rfc862", "CR, LF, CRLF, lone LF, no trailing newline: exact", fm=["FM-20"])
+@case("echo.crlf", "rfc862", "CR, LF, CRLF, lone LF, no trailing newline: exact", fm=["FM-20"],
+      grade="must", why="line endings are data: translating them or waiting for them changes the echo (RFC 862)")
 def test_crlf(server: Target) -> None:
     for payload in (b"line\r\n", b"a\nb\n", b"\r", b"\n", b"\r\n\r\n", b"cr\rlf\ncrlf\r\nend",
                     b"no newline at end", b"\n\r"):
         roundtrip(server, [payload], f"{payload!r}", deadline=2)
 
 
-@case("echo.sizes", "rfc862", "single writes of k*2^m and k*2^m +-1 bytes (m=8..16) exact", fm=["FM-22"])
+@case("echo.sizes", "rfc862", "single writes of k*2^m and k*2^m +-1 bytes (m=8..16) exact", fm=["FM-22"],
+      grade="must", why="a write of any size must come back whole: bytes lost at a buffer edge break RFC 862")
 def test_sizes(server: Target, ctx: Ctx) -> None:
     for m in range(8, 17):
         for n in (2 ** m - 1, 2 ** m, 2 ** m + 1):
@@ -45,14 +50,16 @@ def test_sizes(server: Target, ctx: Ctx) -> None:
 
 
 @case("echo.large", "rfc862", "64 MiB (16 MiB quick) streamed while reading concurrently: exact",
-      fm=["FM-01"], timeout=120)
+      fm=["FM-01"], timeout=120,
+      grade="must", why="a long stream must come back whole and in order (RFC 862 over RFC 9293's reliable stream)")
 def test_large(server: Target, ctx: Ctx) -> None:
     n = ctx.profile.large
     roundtrip(server, chunked(ctx.payload(n), 256 * KiB), f"{n >> 20} MiB streamed", deadline=20)
 
 
 @case("echo.pipelined", "rfc862", "1000 small writes sent before any read: the concatenation comes back",
-      fm=["FM-21"])
+      fm=["FM-21"],
+      grade="must", why="data sent before any echo was read is still data to echo (RFC 862)")
 def test_pipelined(server: Target, ctx: Ctx) -> None:
     rng = ctx.rng()
     chunks = [f"[{i}:".encode() + rng.randbytes(rng.randrange(0, 24)) + b"]" for i in range(1000)]
@@ -62,7 +69,8 @@ def test_pipelined(server: Target, ctx: Ctx) -> None:
 
 @case("echo.no-extra", "rfc862",
       "5 then 3 bytes, read 8, then a sentinel: the stream continues with the sentinel, no stale or "
-      "extra bytes", fm=["FM-21"])
+      "extra bytes", fm=["FM-21"],
+      grade="must", why="bytes the client never sent (stale buffer, another client's data) are not an echo (RFC 862)")
 def test_no_extra(server: Target) -> None:
     sock = connect(server.addr, 2.0, factory=server.factory(), nodelay=True)
     d = Deadline(5.0)
@@ -109,7 +117,8 @@ def payload_and_chunks(draw: st.DrawFn) -> tuple[list[bytes], bool]:
 
 
 @case("echo.chunking", "derived", "Hypothesis: any payload (NUL, 0xff, CRLF), any chunking, optional "
-      "TCP_NODELAY: exact", fm=["FM-20"], timeout=120)
+      "TCP_NODELAY: exact", fm=["FM-20"], timeout=120,
+      grade="must", why="TCP is a byte stream (RFC 9293): how the client splits its writes must not change the echo")
 @given(plan=payload_and_chunks())
 def test_chunking(server: Target, plan: tuple[list[bytes], bool]) -> None:
     chunks, nodelay = plan
@@ -118,7 +127,8 @@ def test_chunking(server: Target, plan: tuple[list[bytes], bool]) -> None:
 
 
 @case("echo.sequential", "rfc862", "1000 sequential connections (500 quick, 2000 thorough), each with "
-      "distinct data: exact", fm=["FM-11"])
+      "distinct data: exact", fm=["FM-11"],
+      grade="must", why="every connection is an echo session of its own (RFC 862): failing the n-th loses its data")
 def test_sequential(server: Target, ctx: Ctx) -> None:
     n = ctx.profile.sequential
     for i in range(n):
@@ -144,7 +154,8 @@ def test_sequential(server: Target, ctx: Ctx) -> None:
 
 
 @case("echo.concurrent", "robust", "100 concurrent clients (64 quick, 200 thorough) with distinct data, "
-      "interleaved: each gets only its own bytes", fm=["FM-21"], needs=["concurrent"])
+      "interleaved: each gets only its own bytes", fm=["FM-21"], needs=["concurrent"],
+      grade="must", why="another client's bytes in a stream corrupt it; a client kept waiting on another is not served")
 def test_concurrent(server: Target, ctx: Ctx) -> None:
     n = ctx.profile.concurrent
     payloads = [distinct(i, 16 * KiB, ctx.seed) for i in range(n)]
@@ -178,7 +189,8 @@ def park_pause(server: Target, ctx: Ctx) -> Parked:
 
 
 @case("echo.pause", "rfc862", "a pause of 2 s mid-connection (1 s quick, 5 s thorough): the connection "
-      "stays open and keeps echoing", fm=["R3"], timeout=60, park=park_pause, park_rank=1)
+      "stays open and keeps echoing", fm=["R3"], timeout=60, park=park_pause, park_rank=1,
+      grade="must", why="RFC 862: the echo lasts until the client terminates; an idle client is not done")
 def test_pause(server: Target, ctx: Ctx, parked: Parked | None) -> None:
     p = parked or park_pause(server, ctx)
     first, second = p.state["first"], ctx.payload(1000, "b")

@@ -16,7 +16,8 @@ SHORT_WRITE = "output the server could not write at once was lost: a short write
 
 
 @case("partial.one-byte-writes", "derived", "4096 1-byte writes with TCP_NODELAY, reading concurrently: "
-      "exact", fm=["FM-01"])
+      "exact", fm=["FM-01"],
+      grade="must", why="short reads are normal TCP (RFC 9293): every byte must still come back")
 def test_one_byte_writes(server: Target, ctx: Ctx) -> None:
     data = ctx.payload(4096)
     roundtrip(server, [data[i:i + 1] for i in range(len(data))], "4096 one-byte writes with TCP_NODELAY",
@@ -24,7 +25,8 @@ def test_one_byte_writes(server: Target, ctx: Ctx) -> None:
 
 
 @case("partial.slow-reader", "derived", "8 MiB written while the client does not read (SO_RCVBUF 4 KiB), "
-      "then read in 4 KiB pieces with small pauses: exact", fm=["FM-01", "FM-02"], timeout=90)
+      "then read in 4 KiB pieces with small pauses: exact", fm=["FM-01", "FM-02"], timeout=90,
+      grade="must", why="short writes are normal TCP: dropping or repeating their rest corrupts the echo")
 def test_slow_reader(server: Target, ctx: Ctx) -> None:
     data = ctx.payload(8 * MiB)
     roundtrip(server, chunked(data, 256 * KiB), "8 MiB sent to a client that first does not read, then "
@@ -33,7 +35,8 @@ def test_slow_reader(server: Target, ctx: Ctx) -> None:
 
 
 @case("partial.burst-half-close", "derived", "1 MiB in one sendall then SHUT_WR: full echo and EOF "
-      "within 5 s", fm=["FM-16"])
+      "within 5 s", fm=["FM-16"],
+      grade="must", why="after the client's FIN the echo is still owed (RFC 9293 half-close)")
 def test_burst_half_close(server: Target, ctx: Ctx) -> None:
     roundtrip(server, [ctx.payload(MiB)], "1 MiB in one write, then SHUT_WR", deadline=5, half_close=True,
               hint="data left in kernel buffers was never drained: edge-triggered readiness not read to "
@@ -41,7 +44,8 @@ def test_burst_half_close(server: Target, ctx: Ctx) -> None:
 
 
 @case("partial.many-interleaved", "robust", "50 clients x 256 KiB at once: all exact within 10 s",
-      fm=["FM-16"], needs=["concurrent"])
+      fm=["FM-16"], needs=["concurrent"],
+      grade="must", why="each of many concurrent streams must come back exact: bytes lost under load are lost")
 def test_many_interleaved(server: Target, ctx: Ctx) -> None:
     payloads = [distinct(i, 256 * KiB, ctx.seed) for i in range(50)]
     socks = [connect(server.addr, 2.0, factory=server.factory()) for _ in payloads]
@@ -61,7 +65,8 @@ TINY = {"net.ipv4.tcp_wmem": "4096 4096 4096", "net.ipv4.tcp_rmem": "4096 4096 4
 
 
 @case("partial.tiny-buffers", "derived", "the server in its own network namespace with tcp_wmem/tcp_rmem "
-      "of 4 KiB: 4 MiB echo + half-close exact, then FIN", fm=["FM-01"], owned=True, timeout=90)
+      "of 4 KiB: 4 MiB echo + half-close exact, then FIN", fm=["FM-01"], owned=True, timeout=90,
+      grade="must", why="with small socket buffers nearly every write is short: the echo must still be exact")
 def test_tiny_buffers(fresh_server: Callable[..., OwnedServer], ctx: Ctx) -> None:
     try:
         ns = NetNS(TINY).__enter__()

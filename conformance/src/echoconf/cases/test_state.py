@@ -134,7 +134,8 @@ def machine_for(server: Target, max_clients: int) -> type[RuleBasedStateMachine]
 
 @case("state.machine", "derived", "Hypothesis state machine over up to 4 clients: connect, send random bytes "
       "in random chunks, read some, half-close, reset, pause; model = owed echo per client; received always "
-      "a prefix of sent", fm=["FM-01", "FM-05", "FM-21"], timeout=300)
+      "a prefix of sent", fm=["FM-01", "FM-05", "FM-21"], timeout=300,
+      grade="must", why="any interleaving of sends, reads, half-closes and resets over several clients keeps every stream exact")
 def test_machine(server: Target, ctx: Ctx) -> None:
     machine = machine_for(server, 4 if ctx.concurrent else 1)
     run_state_machine_as_test(machine, settings=settings(
