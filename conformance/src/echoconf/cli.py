@@ -29,6 +29,8 @@ FAMILIES = ("echo", "partial", "close", "robust", "state")
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="echoconf", description="Conformance kit for TCP echo servers (RFC 862).")
+    from . import __version__
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run the conformance suite against a server")
     src = r.add_mutually_exclusive_group()

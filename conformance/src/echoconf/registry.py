@@ -28,17 +28,24 @@ holding the registry file, so an entry works from any directory and from an inst
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
 import os
 import shlex
+import shutil
 import sys
 import tomllib
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 CAPABILITIES = ("concurrent", "ipv6")
 HERE = Path(__file__).resolve().parent
 CONFORMANCE = HERE.parent.parent  # conformance/ in a checkout (src layout)
-REPO_CANDIDATES = (CONFORMANCE.parent, Path.cwd())
+# The registry with examples/ and realworld/ beside it: symlinks into conformance/ in a checkout,
+# copies (package data) in an installed echoconf.
+DATA = HERE / "data"
 
 
 class RegistryError(ValueError):
@@ -65,29 +72,64 @@ class Implementation:
 
 
 def default_path() -> Path:
+    """$ECHOCONF_REGISTRY, else conformance/implementations.toml of the checkout echoconf runs
+    from, else the copy installed with the package (echoconf/data/implementations.toml)."""
     env = os.environ.get("ECHOCONF_REGISTRY")
     if env:
         return Path(env)
-    for p in (CONFORMANCE / "implementations.toml", Path.cwd() / "conformance" / "implementations.toml",
-              Path.cwd() / "implementations.toml"):
-        if p.exists():
-            return p
-    return CONFORMANCE / "implementations.toml"
+    checkout = CONFORMANCE / "implementations.toml"
+    return checkout if checkout.is_file() else DATA / "implementations.toml"
 
 
 BUILD_HINT = "build the servers first: cmake --workflow --preset release"
 
 
+def in_checkout() -> bool:
+    """True when this echoconf runs from a source checkout (conformance/src/echoconf)."""
+    return HERE.parent.name == "src" and (CONFORMANCE / "pyproject.toml").is_file()
+
+
+def installed_from() -> Path | None:
+    """The local folder this installed echoconf was pip-installed from (conformance/ of a
+    checkout), read from the distribution's PEP 610 direct_url.json; None when it runs from a
+    checkout, was installed from an archive or an index, or that folder is gone."""
+    try:
+        dist = importlib.metadata.distribution("echoconf")
+        # the distribution found first on sys.path must be the code running, not another copy
+        if Path(dist.locate_file("echoconf")).resolve() != HERE:
+            return None
+        info = json.loads(dist.read_text("direct_url.json") or "null")
+    except (importlib.metadata.PackageNotFoundError, OSError, ValueError):
+        return None
+    if not isinstance(info, dict) or "dir_info" not in info or not isinstance(info.get("url"), str):
+        return None
+    url = urllib.parse.urlsplit(info["url"])
+    if url.scheme != "file" or url.netloc not in ("", "localhost"):
+        return None
+    path = Path(urllib.request.url2pathname(url.path))
+    return path if path.is_dir() else None
+
+
+def repo_roots() -> list[Path]:
+    """Checkouts whose build/ may hold the servers: the one this echoconf was installed from,
+    the one it runs from, then the current directory."""
+    roots = []
+    source = installed_from()
+    if source is not None:
+        roots.append(source.parent)  # pip installs conformance/; the build is beside it
+    if in_checkout():
+        roots.append(CONFORMANCE.parent)
+    roots.append(Path.cwd())
+    return list(dict.fromkeys(roots))
+
+
 def bin_dirs() -> list[Path]:
-    """Where builtin servers are looked up: $ECHOCONF_BIN_DIR, else build/release/bin,
-    then build/dev/bin of the checkout (or of the current directory)."""
+    """Where builtin servers are looked up: $ECHOCONF_BIN_DIR alone when set, else build/release/bin
+    then build/dev/bin of each of repo_roots() (find_binary then tries PATH)."""
     env = os.environ.get("ECHOCONF_BIN_DIR")
     if env:
         return [Path(env)]
-    out = []
-    for root in REPO_CANDIDATES:
-        out += [root / "build" / "release" / "bin", root / "build" / "dev" / "bin"]
-    return out
+    return [root / "build" / preset / "bin" for root in repo_roots() for preset in ("release", "dev")]
 
 
 def find_binary(name: str) -> Path | None:
@@ -95,6 +137,10 @@ def find_binary(name: str) -> Path | None:
         p = d / name
         if p.is_file() and os.access(p, os.X_OK):
             return p
+    if not os.environ.get("ECHOCONF_BIN_DIR") and os.sep not in name:
+        found = shutil.which(name)
+        if found:
+            return Path(found)
     return None
 
 
