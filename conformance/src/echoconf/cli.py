@@ -49,6 +49,12 @@ def parser() -> argparse.ArgumentParser:
                    help="a stream on which nothing moves for SECONDS fails as a timeout at once "
                         "instead of at its case's deadline (proves hanging servers faster)")
     r.add_argument("--profile", default="default", choices=["quick", "default", "thorough"])
+    r.add_argument("--time-scale", type=_time_scale, metavar="F",
+                   help="multiply every network deadline by F >= 1 (a slow or remote link); default: "
+                        "1, or measured first for a --target not on loopback")
+    r.add_argument("--ipv6-target", metavar="HOST:PORT",
+                   help="with --target: where robust.ipv6 reaches the server over IPv6 (for a "
+                        "--target given as an IPv4 address)")
     r.add_argument("--capability", action="append", default=[], choices=list(registry.CAPABILITIES),
                    help="declare a capability of the server (default for --command/--target: concurrent)")
     r.add_argument("--without", action="append", default=[], choices=list(registry.CAPABILITIES),
@@ -71,6 +77,18 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--faults", action="store_true", help="also pause/resume, cut/restore network, kill/restart")
     r.add_argument("pytest_args", nargs="*", help="extra pytest arguments after --")
     return p
+
+
+def _time_scale(text: str) -> float:
+    import math
+
+    try:
+        f = float(text)
+    except ValueError:
+        f = math.nan
+    if not math.isfinite(f) or f < 1:
+        raise argparse.ArgumentTypeError(f"wants a number >= 1 (it multiplies network deadlines), got {text!r}")
+    return f
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,6 +128,10 @@ def pytest_argv(args: argparse.Namespace) -> list[str]:
         a += ["--echoconf-seed", str(args.seed), "--hypothesis-seed", str(args.seed)]
     if args.hang_bound:
         a += ["--echoconf-hang-bound", str(args.hang_bound)]
+    if args.time_scale is not None:
+        a += ["--echoconf-time-scale", repr(args.time_scale)]
+    if args.ipv6_target:
+        a += ["--echoconf-ipv6-target", args.ipv6_target]
     for c in args.case:
         a += ["--echoconf-case", c]
     for lvl in args.level:
@@ -201,6 +223,8 @@ def run_all(args: argparse.Namespace) -> int:
                str(base / impl.name), "--profile", args.profile, "--no-summary"]
         if args.seed is not None:
             cmd += ["--seed", str(args.seed)]
+        if args.time_scale is not None:
+            cmd += ["--time-scale", repr(args.time_scale)]
         if args.registry:
             cmd += ["--registry", args.registry]
         if args.strict:

@@ -30,6 +30,14 @@ OPEN = "open"
 # changes how long a hanging server takes to fail, not what passes.
 HANG_BOUND: float | None = None
 
+# The time scale (`echoconf run --time-scale F`, or measured for a remote target: see
+# pathscale.py). Every wait that bounds network work is multiplied by it: each Deadline,
+# connect timeouts, and the stall that tells a peer which stopped reading. Not scaled:
+# sleeps that are a case's point or pace it (pauses, idle times), CPU measuring windows,
+# and the hang bound (the user's own "nothing moved for S seconds"). 1.0 for a server on
+# loopback or owned by the harness, so local runs are unchanged.
+TIME_SCALE: float = 1.0
+
 
 def wait_for(deadline: "Deadline") -> float:
     """How long one blocking step may wait: what is left of the deadline, at most the hang bound."""
@@ -38,11 +46,12 @@ def wait_for(deadline: "Deadline") -> float:
 
 
 class Deadline:
-    """A point in monotonic time; `remaining()` never goes below zero."""
+    """A point in monotonic time; `remaining()` never goes below zero. `seconds` is the
+    nominal deadline: it is multiplied by the run's TIME_SCALE."""
 
     def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.end = time.monotonic() + seconds
+        self.seconds = seconds * TIME_SCALE
+        self.end = time.monotonic() + self.seconds
 
     def remaining(self) -> float:
         return max(0.0, self.end - time.monotonic())
@@ -53,6 +62,43 @@ class Deadline:
 
 def family_of(host: str) -> int:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def literal_family(host: str) -> int | None:
+    """AF_INET or AF_INET6 when `host` is an address literal, None for a name."""
+    for fam in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(fam, host)
+            return fam
+        except (OSError, ValueError):
+            pass
+    return None
+
+
+# Names resolved once per run: (host, port) -> [(family, sockaddr)] in getaddrinfo order.
+_RESOLVED: dict[tuple[str, int], list[tuple[int, tuple]]] = {}
+
+
+def resolve(addr: Addr) -> list[tuple[int, tuple]]:
+    """The (family, sockaddr) pairs a connection to `addr` tries in turn, as
+    socket.create_connection does: a literal is itself; a name is resolved (getaddrinfo,
+    any family) the first time and remembered for the run, so every case connects alike.
+    Raises socket.gaierror when a name does not resolve."""
+    host, port = addr[0], addr[1]
+    fam = literal_family(host)
+    if fam is not None:
+        return [(fam, tuple(addr))]
+    key = (host, int(port))
+    if key not in _RESOLVED:
+        found: list[tuple[int, tuple]] = []
+        for family, _, _, _, sockaddr in socket.getaddrinfo(host, port, socket.AF_UNSPEC,
+                                                             socket.SOCK_STREAM):
+            if family in (socket.AF_INET, socket.AF_INET6) and (family, sockaddr) not in found:
+                found.append((family, sockaddr))
+        if not found:
+            raise socket.gaierror(socket.EAI_NONAME, f"{host} has no IPv4 or IPv6 address")
+        _RESOLVED[key] = found
+    return _RESOLVED[key]
 
 
 SocketFactory = Callable[[int], socket.socket]
@@ -71,22 +117,32 @@ def connect(
     nodelay: bool = False,
     factory: SocketFactory | None = None,
 ) -> socket.socket:
-    """Connect with a deadline. Buffer sizes are set before connect so the window scale fits."""
-    sock = (factory or _plain_socket)(family_of(addr[0]))
-    try:
-        if rcvbuf is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        if sndbuf is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
-        if nodelay:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(timeout)
-        sock.connect(addr)
-        sock.settimeout(timeout)
-        return sock
-    except BaseException:
-        sock.close()
-        raise
+    """Connect with a deadline (times the TIME_SCALE). Buffer sizes are set before connect so
+    the window scale fits. A name is tried address by address, like socket.create_connection
+    (each attempt with the whole timeout); if none connects, the first error is raised."""
+    timeout = timeout * TIME_SCALE
+    first: OSError | None = None
+    for family, sockaddr in resolve(addr):
+        sock = (factory or _plain_socket)(family)
+        try:
+            if rcvbuf is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            if sndbuf is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+            if nodelay:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.settimeout(timeout)
+            sock.connect(sockaddr)
+            sock.settimeout(timeout)
+            return sock
+        except OSError as e:
+            sock.close()
+            first = first or e
+        except BaseException:
+            sock.close()
+            raise
+    assert first is not None
+    raise first
 
 
 def reset(sock: socket.socket) -> None:
@@ -210,8 +266,9 @@ def exchange(flows: Sequence[Flow], deadline: Deadline, stall: float = 0.1) -> N
     A flow finishes at EOF/RST, or (when it does not half-close) once it has read back
     as many bytes as it sent. Unfinished flows end as `timeout` at the deadline.
     `stall` only paces hold_reads flows: how long the send side must make no
-    progress before the reader starts.
+    progress before the reader starts (times the TIME_SCALE: a slow path stalls longer).
     """
+    stall = stall * TIME_SCALE
     sel = selectors.DefaultSelector()
     try:
         for f in flows:
@@ -355,7 +412,9 @@ def fill_until_stall(sock: socket.socket, limit: int, deadline: Deadline, stall:
                      block: int = 1 << 16, pattern: bytes | None = None) -> int:
     """Send up to `limit` bytes without reading; stop when the send side makes no progress
     for `stall` seconds (the peer stopped reading). Returns the number of bytes accepted.
-    The stall only ends the filling; callers judge by byte counts, never by the wait."""
+    The stall only ends the filling; callers judge by byte counts, never by the wait.
+    The stall is times the TIME_SCALE: on a slow path the peer's window opens more slowly."""
+    stall = stall * TIME_SCALE
     payload = pattern if pattern is not None else b"\xa5" * block
     sent = 0
     sock.setblocking(False)
@@ -424,14 +483,16 @@ def echo_once(addr: Addr, payload: bytes, deadline: float = 5.0, *, shut_wr: boo
 
 def probe(addr: Addr, timeout: float = 1.0, factory: SocketFactory | None = None) -> str | None:
     """The liveness probe: a fresh client sends b"ping" and must get b"ping" back in time.
-    Returns None when it passes, else a sentence saying what happened."""
+    Returns None when it passes, else a sentence saying what happened. `timeout` is nominal:
+    times the TIME_SCALE, like every network wait (the sentences give the real wait)."""
     d = Deadline(timeout)
+    waited = d.seconds
     try:
         sock = connect(addr, timeout, factory=factory)
     except ConnectionRefusedError:
         return "a fresh client's connection was refused (nothing listens any more)"
     except (TimeoutError, socket.timeout):
-        return f"a fresh client could not connect within {timeout:g} s"
+        return f"a fresh client could not connect within {waited:g} s"
     except OSError as e:
         return f"a fresh client could not connect: {e}"
     try:
@@ -443,7 +504,7 @@ def probe(addr: Addr, timeout: float = 1.0, factory: SocketFactory | None = None
         if got.data == b"ping":
             return None
         how = {FIN: "the server closed the connection", RST: "the connection was reset",
-               TIMEOUT: f"nothing more came within {timeout:g} s", OPEN: ""}[got.end]
+               TIMEOUT: f"nothing more came within {waited:g} s", OPEN: ""}[got.end]
         return f"a fresh client sent b'ping' and got {got.data!r} back ({how})"
     finally:
         sock.close()

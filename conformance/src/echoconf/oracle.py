@@ -113,9 +113,10 @@ class StreamCheck:
 
     def _within(self) -> str:
         bound = client.HANG_BOUND
-        if bound and (self.deadline is None or bound < self.deadline):
+        deadline = (self.deadline or 0) * client.TIME_SCALE  # what the client really waited
+        if bound and (self.deadline is None or bound < deadline):
             return f"for {bound:g} s (the run's --hang-bound)"
-        return f"within {self.deadline or 0:g} s"
+        return f"within {deadline:g} s"
 
     def _wrong_byte(self, off: int, exp: bytes, obs: bytes) -> str:
         window = obs[off:off + 32]

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 import pytest
 from hypothesis import HealthCheck, settings
 
-from . import client, registry, report
+from . import client, pathscale, registry, report
 from .caselib import PROFILES, Ctx
 from .oracle import CaseFailure
 from .target import HarnessError, OwnedServer, RemoteTarget, ServerSpec, Target
@@ -50,6 +50,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--echoconf-hang-bound", type=float, default=None,
                 help="end a stream on which nothing moves for this many seconds as a timeout")
     g.addoption("--echoconf-report", help="directory for report.json and report.md")
+    g.addoption("--echoconf-time-scale", default=None,
+                help="multiply every network deadline by this factor (>= 1); default: 1, or "
+                     "measured for a --target not on loopback")
+    g.addoption("--echoconf-ipv6-target", default=None,
+                help="HOST:PORT where robust.ipv6 reaches the --target server over IPv6")
     g.addoption("--echoconf-case", action="append", default=[], help="glob on case ids")
     g.addoption("--echoconf-level", action="append", default=[], help="rfc862, derived, robust")
     g.addoption("--echoconf-list", action="store_true", help="list the cases and exit")
@@ -120,6 +125,7 @@ class EchoconfRun:
         self.to_park: list[pytest.Item] = []
         self.parked: dict[str, Any] = {}  # node id -> Parked
         self._configure_target(opt)
+        self.time_scale: dict[str, Any] = pathscale.setup(self, opt)  # see pathscale.py
         settings.load_profile(f"echoconf-{self.profile.name}")
         try:
             import hypothesis.core

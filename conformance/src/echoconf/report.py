@@ -49,6 +49,7 @@ def build(run: "EchoconfRun", cases: list[dict[str, Any]], status: int) -> dict[
         "profile": run.profile.name,
         "seed": run.seed,
         "hang_bound": run.hang_bound,
+        "time_scale": getattr(run, "time_scale", None),
         "strict": run.strict,
         "capabilities": sorted(run.capabilities),
         "expected_failures": run.expected,
@@ -79,7 +80,11 @@ def replay_hint(run: "EchoconfRun") -> str:
         src = f"--target {run.remote.name}"
     hang = f" --hang-bound {run.hang_bound:g}" if run.hang_bound else ""
     strict = " --strict" if run.strict else ""
-    return f"conformance/echoconf run {src} --profile {run.profile.name} --seed {run.seed}{hang}{strict}"
+    scale = getattr(run, "time_scale", None) or {}
+    # a measured scale varies from run to run: the replay pins the one this run used
+    pinned = f" --time-scale {scale['value']:g}" if scale.get("value", 1.0) != 1.0 else ""
+    return (f"conformance/echoconf run {src} --profile {run.profile.name} --seed {run.seed}"
+            f"{hang}{strict}{pinned}")
 
 
 def write(directory: Path, doc: dict[str, Any]) -> None:

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .client import Addr, SocketFactory, can_connect
+from .client import Addr, SocketFactory, can_connect, literal_family, resolve
 
 READY_TIMEOUT = 10.0
 STOP_TIMEOUT = 3.0
@@ -148,17 +148,90 @@ class Target:
 
 
 class RemoteTarget(Target):
-    def __init__(self, host: str, port: int) -> None:
+    """A server the harness only connects to (`--target HOST:PORT`). A name is resolved once
+    to all its addresses and every connection tries them in turn (client.resolve), like
+    socket.create_connection; the report lists them (`target.resolved`)."""
+
+    def __init__(self, host: str, port: int, ipv6_target: Addr | None = None) -> None:
         self._addr = (host, port)
         self.name = f"{host}:{port}"
+        # `--ipv6-target HOST:PORT`: where robust.ipv6 reaches this server over IPv6.
+        self.ipv6_target = ipv6_target
+        self.resolved: list[str] | None = None
+        self.resolve_error: str | None = None
 
     @property
     def addr(self) -> Addr:
         return self._addr
 
+    def resolve(self) -> list[str]:
+        """The target's addresses, in the order connections try them (HarnessError if a name
+        does not resolve)."""
+        if self.resolved is None:
+            try:
+                self.resolved = [sa[0] for _, sa in resolve(self._addr)]
+            except OSError as e:
+                self.resolve_error = f"cannot resolve {self._addr[0]}: {e}"
+                raise HarnessError(self.resolve_error) from e
+        return self.resolved
+
+    def is_loopback(self) -> bool:
+        """Every address of the target is a loopback address (the harness's own host)."""
+        return all(_is_loopback(a) for a in self.resolve())
+
+    def ipv6_addresses(self) -> tuple[list[Addr], str]:
+        """Where robust.ipv6 reaches this server over IPv6, or ([], why it cannot know).
+        --ipv6-target wins; a loopback target is tested at [::1] (as always); an IPv6 literal
+        is itself; a name gives its IPv6 addresses; an IPv4 literal says nothing of its
+        host's IPv6 address."""
+        if self.ipv6_target is not None:
+            host, port = self.ipv6_target
+            try:
+                found = resolve(self.ipv6_target)
+            except OSError as e:
+                return [], f"--ipv6-target {host} does not resolve: {e}"
+            return ([(sa[0], port) for fam, sa in found if fam == socket.AF_INET6],
+                    f"--ipv6-target {host} has no IPv6 address")
+        host, port = self._addr
+        fam = literal_family(host)
+        if fam == socket.AF_INET6:
+            return [(host, port)], ""
+        if self.is_loopback():
+            return [("::1", port)], ""
+        if fam == socket.AF_INET:
+            return [], (f"the target is the IPv4 address {host}: the case cannot know that host's "
+                        "IPv6 address; name it with --ipv6-target [ADDR]:PORT (or give --target a "
+                        "host name)")
+        v6 = [(sa[0], port) for f, sa in resolve(self._addr) if f == socket.AF_INET6]
+        return v6, (f"{host} resolves to no IPv6 address ({', '.join(self.resolve())}); name one "
+                    "with --ipv6-target [ADDR]:PORT")
+
     def ensure_running(self) -> None:
+        self.resolve()
         if not can_connect(self._addr, 2.0):
-            raise HarnessError(f"nothing accepts connections at {self.name}")
+            raise HarnessError(f"nothing accepts connections at {self.name}"
+                               + (f" ({', '.join(self.resolved or [])})"
+                                  if self.resolved != [self._addr[0]] else ""))
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        d["resolved"] = self.resolved
+        if self.resolve_error:
+            d["resolve_error"] = self.resolve_error
+        if self.ipv6_target is not None:
+            d["ipv6_target"] = f"[{self.ipv6_target[0]}]:{self.ipv6_target[1]}"
+        return d
+
+
+def _is_loopback(address: str) -> bool:
+    import ipaddress
+
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return (mapped or ip).is_loopback
 
 
 class OwnedServer(Target):

@@ -414,7 +414,8 @@ def test_restart_rebind(fresh_server: Callable[..., OwnedServer], ctx: Ctx) -> N
     alive(srv, "a SIGKILL and a restart on the same port")
 
 
-@case("robust.ipv6", "robust", "echo over [::1] (when the server listens on :: or ::1)", fm=["FM-17"],
+@case("robust.ipv6", "robust", "echo over IPv6: [::1] (and 127.0.0.1) for a server the harness runs on ::, "
+      "the target host's own IPv6 address for a remote one", fm=["FM-17"],
       needs=["ipv6"],
       grade="must", why="a server that declares IPv6 must echo over it as over IPv4")
 def test_ipv6(server: Target, request: pytest.FixtureRequest) -> None:
@@ -422,7 +423,13 @@ def test_ipv6(server: Target, request: pytest.FixtureRequest) -> None:
     if isinstance(server, OwnedServer) and server.spec.announces:
         srv = request.getfixturevalue("fresh_server")(host="::")
     port = srv.addr[1]
-    for host in ("::1", "127.0.0.1") if srv is not server else ("::1",):
+    addrs = [(h, port) for h in (("::1", "127.0.0.1") if srv is not server else ("::1",))]
+    v6 = getattr(server, "ipv6_addresses", None)  # a --target: its own host's IPv6 address(es)
+    if srv is server and v6 is not None:
+        addrs, why = v6()
+        if not addrs:
+            pytest.skip(f"cannot test the target's host over IPv6: {why}")
+    for host, port in addrs:
         problem = probe((host, port), 1.0)
         if problem:
             raise with_death(srv, CaseFailure(
