@@ -101,3 +101,78 @@ def test_short_write_bug_only_tiny_buffers_expose(short_write_image: str, tmp_pa
     assert "short write" in tiny["cases"][[c["id"] for c in tiny["cases"]].index("partial.slow-reader")][
         "detail"]["message"]
     assert "[tiny-buffers] failed   partial.slow-reader" in p.stdout
+
+
+# --------------------------------------------------------------------------------------------
+# A server that dies is a failed case (exit 1), never a harness error (exit 2): the death is
+# told (exit status, signal, output), charged to the case, the container restarted, the run
+# goes on. Two tiny static servers FROM scratch (conformance/tests/servers/dying/), compiled here.
+
+DYING = Path(__file__).resolve().parent / "servers" / "dying"
+
+
+@pytest.fixture(scope="module")
+def dying_images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    tags = {}
+    for name in ("sigpipe-on-reset", "exit-after-first-client"):
+        ctx = tmp_path_factory.mktemp(name)
+        cc = subprocess.run(["gcc", "-static", "-O2", "-pthread", "-o", str(ctx / "server"), str(DYING / f"{name}.c")],
+                            capture_output=True, text=True, timeout=120)
+        if cc.returncode != 0:
+            pytest.skip(f"cannot build {name}.c statically (gcc and libc6-dev needed): {cc.stderr.strip()[-300:]}")
+        (ctx / "Dockerfile").write_text((DYING / "Dockerfile").read_text())
+        tag = f"echoconf-test-{name}:test"
+        b = subprocess.run(["docker", "build", "-q", "-t", tag, str(ctx)], capture_output=True, text=True, timeout=120)
+        if b.returncode != 0:
+            pytest.skip(f"cannot build the {name} image: {b.stderr.strip()[-300:]}")
+        tags[name] = tag
+    return tags
+
+
+def _case_detail(doc: dict, cid: str) -> dict:
+    return next(c for c in doc["cases"] if c["id"] == cid).get("detail") or {}
+
+
+def test_server_killed_by_sigpipe_fails_the_case_and_the_run_goes_on(dying_images: dict[str, str],
+                                                                      tmp_path: Path) -> None:
+    p = run("run", "--image", dying_images["sigpipe-on-reset"], "--case", "echo.basic",
+            "--case", "close.reset-pending", "--case", "close.connect-close", "--report", str(tmp_path), timeout=120)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "harness error" not in p.stdout + p.stderr
+    doc = load_report(tmp_path / "default")
+    got = outcomes(doc)
+    assert got["close.reset-pending"] == "failed"
+    d = _case_detail(doc, "close.reset-pending")
+    assert "killed by SIGPIPE (signal 13" in d["message"] and "141" in d["message"], d
+    assert "SIGPIPE" in d["server_died"]
+    assert "Connection reset by peer" in d["message"]  # the tail of the server's own output
+    # Restarted at the same address: the next case has a verdict of its own.
+    assert got["close.connect-close"] == "passed"
+    assert got["echo.basic"] == "passed"
+    assert got["docker.alive"] == "failed"
+    assert "SIGPIPE" in _case_detail(doc, "docker.alive")["message"]
+    assert doc["environment"]["docker"]["server_state"].startswith("exited 141 (SIGPIPE)")
+    assert doc["summary"]["exit_status"] == 1 and not doc["summary"]["harness_errors"]
+    assert "[default] failed   close.reset-pending" in p.stdout
+
+
+def test_server_that_exits_after_its_first_client_fails_cases_not_the_harness(
+        dying_images: dict[str, str], tmp_path: Path) -> None:
+    p = run("run", "--image", dying_images["exit-after-first-client"], "--case", "echo.basic",
+            "--case", "echo.nul", "--case", "close.half-close-eof", "--report", str(tmp_path), timeout=120)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "harness error" not in p.stdout + p.stderr and "nothing accepts" not in p.stdout
+    doc = load_report(tmp_path / "default")
+    got = outcomes(doc)
+    # Readiness never spends a client: echo.basic is the server's first client and is served,
+    # then the server is found dead before the next case, which charges echo.basic with it.
+    assert got["echo.basic"] == "failed"
+    assert "exited with status 0" in _case_detail(doc, "echo.basic")["message"]
+    assert "served one client, exiting" in _case_detail(doc, "echo.basic")["message"]
+    # Restarted, every later case still runs and gets a verdict (none is a harness error).
+    assert set(got) >= {"echo.nul", "close.half-close-eof", "docker.alive"}
+    assert not any(o == "error" for o in got.values()), got
+    assert got["docker.alive"] == "failed"
+    assert "exited 0" in _case_detail(doc, "docker.alive")["message"]
+    assert doc["target"]["restarts"] >= 1
+    assert doc["summary"]["exit_status"] == 1 and not doc["summary"]["harness_errors"]

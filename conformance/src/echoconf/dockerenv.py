@@ -277,6 +277,159 @@ def _signal_name(n: int) -> str:
         return f"signal {n}"
 
 
+def _mem_text(limit: int | str | None) -> str:
+    if not limit:
+        return ""
+    if isinstance(limit, str):
+        return limit
+    return f"{limit >> 20} MiB" if limit % (1 << 20) == 0 else f"{limit} bytes"
+
+
+def exit_reason(state: dict, mem_limit: int | str | None = None) -> str | None:
+    """A container's end in a few words, from its State: None while it runs; "OOM-killed (memory
+    limit 64m)", "exited 141 (SIGPIPE)", "exited 0", ... (what server_state and docker.alive say)."""
+    if state.get("Status") in ("running", "paused", "created", "restarting"):
+        return None
+    code = int(state.get("ExitCode", -1))
+    if state.get("OOMKilled"):
+        return "OOM-killed" + (f" (memory limit {_mem_text(mem_limit)})" if mem_limit else "")
+    if 128 < code < 128 + 65:  # Docker (and the init, tini) report a death by signal N as 128+N
+        return f"exited {code} ({_signal_name(code - 128)})"
+    if state.get("Status") == "removed":
+        return "container removed"
+    return f"exited {code}" + (f": {state['Error']}" if state.get("Error") else "")
+
+
+def describe_death(state: dict, mem_limit: int | str | None = None, log_tail: str = "") -> str | None:
+    """A container's death as a clause for a case's message ("the server container was killed by
+    SIGPIPE (signal 13; ...)"), with the tail of its output; None while it runs."""
+    if state.get("Status") in ("running", "paused", "created", "restarting"):
+        return None
+    code = int(state.get("ExitCode", -1))
+    if state.get("OOMKilled"):
+        how = ("was OOM-killed (State.OOMKilled" + (f", memory limit {_mem_text(mem_limit)}" if mem_limit else "")
+               + f", exit status {code})")
+    elif state.get("Status") == "removed":
+        how = "was removed"
+    elif 128 < code < 128 + 65:
+        n = code - 128
+        how = f"was killed by {_signal_name(n)} (signal {n}; container exit status {code} = 128 + {n})"
+    else:
+        how = f"exited with status {code}" + (f" ({state['Error']})" if state.get("Error") else "")
+    tail = " | ".join(ln.strip() for ln in log_tail.strip().splitlines()[-6:] if ln.strip())
+    return f"the server container {how}" + (f"; its last output: {tail[-500:]}" if tail else "")
+
+
+# Readiness without a client: a server that exits after its first client (or counts them) must
+# not have that client spent on "is it up yet?". Its listening socket is read from the kernel's
+# table of the container's network namespace instead, and reachability from here is shown by a
+# connection refused on a port nobody listens on (the RST comes from the same kernel).
+
+def _proc_net_listeners(text: str) -> list[tuple[str, int]]:
+    """(address, port) of the TCP sockets in LISTEN state in /proc/net/tcp{,6} text."""
+    out = []
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) < 4 or f[3] != "0A" or ":" not in f[1]:
+            continue
+        hexaddr, hexport = f[1].split(":")
+        try:
+            raw = bytes.fromhex(hexaddr)
+            port = int(hexport, 16)
+        except ValueError:
+            continue
+        if len(raw) == 4:
+            addr = str(ipaddress.IPv4Address(raw[::-1]))
+        elif len(raw) == 16:
+            addr = str(ipaddress.IPv6Address(b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))))
+        else:
+            continue
+        out.append((addr, port))
+    return out
+
+
+def listeners(ctr: docker.models.containers.Container,
+              holder: docker.models.containers.Container | None = None) -> list[tuple[str, int]] | None:
+    """The listening TCP sockets of the container's network namespace, without connecting: from
+    /proc/PID/net on this host (when this process is not itself in a container, the engine's pids
+    are ours), else by `cat /proc/net/tcp*` in the namespace holder. None when neither works."""
+    pid = int(((ctr.attrs or {}).get("State") or {}).get("Pid") or 0)
+    if pid > 0 and not (os.path.exists("/.dockerenv") or os.path.exists("/run/.containerenv")):
+        try:
+            text = "".join(Path(f"/proc/{pid}/net/{n}").read_text() for n in ("tcp", "tcp6")
+                           if Path(f"/proc/{pid}/net/{n}").exists())
+            return _proc_net_listeners(text)
+        except OSError:
+            pass
+    if holder is not None:
+        try:
+            rc, out = holder.exec_run(["cat", "/proc/net/tcp", "/proc/net/tcp6"], demux=False)
+            if rc in (0, 1) and out:  # 1: no tcp6 (IPv6 off); tcp was still printed
+                return _proc_net_listeners(out.decode(errors="replace"))
+        except docker.errors.DockerException:
+            pass
+    return None
+
+
+def _reachable(addr: str, closed_port: int, timeout: float = 0.3) -> bool:
+    """Whether the address answers from here: a refused connection (RST) proves it."""
+    try:
+        with socket.socket(_family(addr), socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect((addr, closed_port))
+            return True  # something listens there after all: reachable too
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+
+
+def wait_accepting(ctr: docker.models.containers.Container, address: str, port: int, timeout: float,
+                   holder: docker.models.containers.Container | None = None,
+                   mem_limit: int | str | None = None) -> float:
+    """Wait (bounded) until the container's server listens on `port` on an address reachable
+    from here, without ever connecting to that port. Returns the seconds waited; ServerDied when
+    the container ends first; DockerEnvError when it does not listen in time (with the reason:
+    not listening, loopback only, unreachable); ValueError when listeners cannot be read (the
+    caller then probes by connecting)."""
+    start = time.monotonic()
+    deadline = start + timeout
+    seen: list[tuple[str, int]] = []
+    while True:
+        try:
+            ctr.reload()
+            state = ctr.attrs["State"]
+        except docker.errors.NotFound:
+            state = {"Status": "removed", "ExitCode": -1}
+        why = exit_reason(state, mem_limit)
+        if why is not None:
+            try:
+                logs = ctr.logs(stdout=True, stderr=True, tail=40).decode(errors="replace")
+            except docker.errors.DockerException:
+                logs = ""
+            raise ServerDied(f"{ctr.name} ended before listening: {why}\n{logs[-2000:]}")
+        socks = listeners(ctr, holder)
+        if socks is None:
+            raise ValueError("cannot read the container's listening sockets")
+        seen = [s for s in socks if s[1] == port]
+        # A listener on "::" is taken as dual-stack (the Linux default; /proc does not show V6ONLY).
+        wild = ("::", address) if ":" in address else ("0.0.0.0", "::", address, f"::ffff:{address}")
+        if any(a in wild for a, _ in seen):
+            closed = next(p for p in (9, 1, 65535, 65534) if p not in {q for _, q in socks})
+            if _reachable(address, closed):
+                return time.monotonic() - start
+        if time.monotonic() > deadline:
+            if seen and not any(a in wild for a, _ in seen):
+                hint = (f" (it listens on {', '.join(hostport(a, p) for a, p in seen)} only: a loopback-only "
+                        "listener cannot be reached from another network namespace; listen on 0.0.0.0 or ::)")
+            elif seen:
+                hint = f" (it listens, but {address} does not answer from here)"
+            else:
+                hint = f" (nothing listens on port {port} in its network namespace)"
+            raise DockerEnvError(f"{ctr.name} not accepting on {hostport(address, port)} after {timeout:.0f}s{hint}")
+        time.sleep(0.02)
+
+
 class ServerContainer:
     """A server under test in a container of a `Lab`. Use `address`/`port` (or `target`)."""
 
@@ -296,6 +449,7 @@ class ServerContainer:
         self._net = net
         self._starts = 0  # listening lines seen so far: a restart waits for one more
         self._final: dict | None = None  # container state kept once it is removed
+        self._ready_at: str | None = None  # State.StartedAt when it first became ready
         holder.reload()
         settings = holder.attrs["NetworkSettings"]["Networks"][net.name]
         self.ipv4: str = settings["IPAddress"]
@@ -328,18 +482,16 @@ class ServerContainer:
 
     def exit_reason(self) -> str | None:
         """None while alive; else "OOM-killed", "exited 139 (SIGSEGV)", "exited 0", ..."""
-        st = self._state()
-        if st.get("Status") in ("running", "paused", "created", "restarting"):
-            return None
-        code = int(st.get("ExitCode", -1))
-        if st.get("OOMKilled"):
-            limit = f" (memory limit {self.profile.mem_limit})" if self.profile.mem_limit else ""
-            return f"OOM-killed{limit}"
-        if code > 128:  # the init (tini) reports a child killed by signal N as 128+N
-            return f"exited {code} ({_signal_name(code - 128)})"
-        if st.get("Status") == "removed":
-            return "container removed"
-        return f"exited {code}" + (f": {st['Error']}" if st.get("Error") else "")
+        return exit_reason(self._state(), self.profile.mem_limit)
+
+    def started_at(self) -> str | None:
+        """When the container's process was last started (Docker's State.StartedAt)."""
+        return self._state().get("StartedAt")
+
+    def restarted(self) -> bool:
+        """Started again since it first became ready (by `echoconf`'s ContainerTarget after a
+        death, or by kill_and_restart)."""
+        return self._ready_at is not None and self.started_at() not in (None, self._ready_at)
 
     def logs(self) -> str:
         if self._final is not None:
@@ -351,10 +503,26 @@ class ServerContainer:
 
     # -- readiness
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> float:
-        """Wait (bounded) until the server accepts a connection from here. Its `listening ADDR PORT`
-        line, when it prints one, is noted (and quoted when it never becomes reachable) but is not
-        enough alone. Returns the seconds waited; ServerDied when the container ends first."""
+        """Wait (bounded) until the server listens on an address reachable from here, without
+        connecting to it (`wait_accepting`: the kernel's socket table, a refused connection on
+        another port). Where the socket table cannot be read, until it accepts a connection: its
+        `listening ADDR PORT` line, when it prints one, is noted (and quoted when it never becomes
+        reachable) but is not enough alone. Returns the seconds waited; ServerDied when the
+        container ends first."""
         start = time.monotonic()
+        try:
+            # Without spending a client: a server that exits after its first one must meet
+            # that client in a case, not here.
+            wait_accepting(self._server, self.address, self.port, timeout, self._holder, self.profile.mem_limit)
+            self._starts = len(LISTENING.findall(self.logs()))
+            self._ready_at = self._ready_at or self._state().get("StartedAt")
+            return time.monotonic() - start
+        except ServerDied:
+            raise
+        except DockerEnvError as e:
+            raise DockerEnvError(f"{e}\n{self.logs()[-2000:]}") from None
+        except ValueError:
+            pass  # listeners unreadable here: probe by connecting
         deadline = start + timeout
         announced = False
         while True:
@@ -366,6 +534,7 @@ class ServerContainer:
             # runs duplicate address detection, after the server already listens.
             if can_connect(self.address, self.port, timeout=0.2):
                 self._starts = len(LISTENING.findall(self.logs()))
+                self._ready_at = self._ready_at or self._state().get("StartedAt")
                 return time.monotonic() - start
             if not self.alive():
                 raise ServerDied(f"{self.name} ended before listening: {self.exit_reason()}\n{self.logs()[-2000:]}")

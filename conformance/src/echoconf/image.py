@@ -3,9 +3,12 @@ environment profiles.
 
 For each profile named (`--env-profile`, default `default`) the image is started on an internal
 Docker network by `dockerenv.Lab` (no outside connectivity; the profile's sysctls, limits and
-IPv6), the suite runs against it through the ordinary `--target` path in a child harness
-process, and then the Docker-level checks run: whether the server container is still alive
-(`docker.alive`, with the exit reason when it is not: OOM-killed, a signal, an exit status), the
+IPv6), the suite runs against it through the `--target` path in a child harness process that
+also watches the container (`--echoconf-container`, `container.ContainerTarget`: a death fails the
+case it happened in, with how it died, and the container is restarted for the next cases), and
+then the Docker-level checks run: whether the server container stayed alive (`docker.alive`, with
+the exit reason when it did not: OOM-killed, a signal, an exit status; deaths during the suite
+count even though the container was restarted), the
 descriptor-exhaustion check under a descriptor limit (`docker.nofile-exhaustion`) and, with
 `--faults`, the pause/network-cut/kill checks. Their results join the harness's report.
 
@@ -13,8 +16,9 @@ Every per-case line is prefixed with the profile name; `--report DIR` gets one f
 (`DIR/<profile>/report.json`, `junit.xml`, `report.md`, `server.log`) and `DIR/summary.json`;
 each report.json carries `environment.profile` and `environment.docker`.
 
-Exit status like the harness: 0 all passed, 1 a case failed (in any profile), 2 no engine, image
-not found, server never ready, or a harness error.
+Exit status like the harness: 0 all passed, 1 a case failed (in any profile; a server that dies is
+a failed case), 2 no engine, image not found, server never ready at its first start, or a harness
+error.
 
 `docker/matrix.py` runs its cells through `run_profile` too, so both paths judge alike.
 """
@@ -169,9 +173,40 @@ def check_nofile_exhaustion(address: str, port: int, limit: int, extra: int = 24
     return "passed", f"{summary}; then a new client was served"
 
 
+def _alive_verdict(srv: Any, alive: bool, doc: dict[str, Any] | None) -> tuple[str, str | None]:
+    """(server_state, docker.alive's failure message or None). Deaths during the suite count even
+    though the child harness restarted the container after each: they come from its report
+    (`target.deaths`, and the cases charged with them) and, should it have said nothing, from
+    Docker (the container was started again since it first became ready)."""
+    deaths = list(((doc or {}).get("target") or {}).get("deaths") or [])
+    charged = [c["id"] for c in (doc or {}).get("cases", [])
+               if isinstance(c.get("detail"), dict) and c["detail"].get("server_died")]
+    at = f" (charged to {', '.join(charged)})" if charged else ""
+    if not alive:
+        now = srv.exit_reason() or "dead"
+        times = "once" if len(deaths) == 1 else f"{len(deaths)} times"
+        earlier = f"; it had died {times} before during the suite and been restarted{at}" if deaths else at
+        return (now if not deaths else f"{now} (died {len(deaths) + 1}x)"), \
+            f"the server container died: {now}{earlier}"
+    if deaths:
+        first = deaths[0]
+        state = f"{first}, restarted" if len(deaths) == 1 else f"died {len(deaths)}x ({first} first), restarted"
+        times = "once" if len(deaths) == 1 else f"{len(deaths)} times"
+        return state, (f"the server container died {times} during the suite (restarted after "
+                       f"{'it' if len(deaths) == 1 else 'each death'}): "
+                       f"{', '.join(deaths)}{at}")
+    if srv.restarted():
+        return "restarted during the suite", ("the server container was started again during the suite "
+                                              "(it had died; the harness's report does not say how)")
+    return "alive", None
+
+
 def _case(cid: str, outcome: str, message: str, requirement: str, duration: float = 0.0) -> dict[str, Any]:
-    return {"id": cid, "level": "docker", "requirement": requirement, "fm": [], "outcome": outcome,
-            "duration": round(duration, 3), "detail": {"message": message} if message else None}
+    # Every Docker-level check is a MUST: a dead, stalled or unreachable server fails every client.
+    return {"id": cid, "level": "docker", "requirement": requirement, "fm": [], "grade": "must",
+            "why": "a server that dies, or stops serving, fails every client",
+            "outcome": outcome, "duration": round(duration, 3),
+            "detail": {"message": message} if message else None}
 
 
 def _add_to_junit(path: Path, cases: list[dict[str, Any]]) -> None:
@@ -248,7 +283,9 @@ def run_profile(
     extra = list(harness_args)
     for cap in without:
         extra += ["--without", cap]
-    pytest_args = list(pytest_args)
+    # The child harness watches the container: a death fails the case it happened in (exit
+    # status, signal, OOM kill, output tail) and the container is restarted for the next cases.
+    pytest_args = ["--echoconf-container", srv.name, *pytest_args]
     dropped: list[dict[str, Any]] = []
     if prof.nofile and prof.nofile <= NOFILE_CASE[2] and "concurrent" not in without:
         pytest_args += ["--deselect", NOFILE_CASE[1]]
@@ -301,12 +338,12 @@ def run_profile(
     added: list[dict[str, Any]] = list(dropped)
     t0 = time.monotonic()
     alive = srv.alive()
-    if not alive:
-        res.server_state = srv.exit_reason() or "dead"
-    added.append(_case("docker.alive", "passed" if alive else "failed",
-                       "still running after the suite" if alive else f"the server container died: {res.server_state}",
-                       "the server container is still running after the suite (not OOM-killed, not "
-                       "killed by a signal, not exited)", time.monotonic() - t0))
+    state, verdict = _alive_verdict(srv, alive, doc)
+    res.server_state = state
+    added.append(_case("docker.alive", "passed" if verdict is None else "failed",
+                       "still running after the suite, never died" if verdict is None else verdict,
+                       "the server container stays up through the suite (never OOM-killed, killed by "
+                       "a signal or exited, even if restarted after it)", time.monotonic() - t0))
     if alive and prof.nofile and "concurrent" not in without:
         t0 = time.monotonic()
         outcome, detail = check_nofile_exhaustion(srv.address, srv.port, prof.nofile)
@@ -337,6 +374,9 @@ def run_profile(
         s = doc["summary"]
         counts = collections.Counter(c["outcome"] for c in doc["cases"])
         s.update({"total": len(doc["cases"]), **{o: counts.get(o, 0) for o in rep.OUTCOMES}})
+        if "must_failed" in s:
+            s["must_failed"] = sum(1 for c in doc["cases"] if c["outcome"] in BAD and c.get("grade", "must") == "must")
+            s["conformant"] = not s["must_failed"] and not s.get("harness_errors")
         status = rc if rc in (0, 1, 2) else 2
         if status != 2 and any(c["outcome"] in BAD for c in added):
             status = 1

@@ -37,6 +37,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("echoconf", "echoconf conformance run")
     g.addoption("--echoconf-command", help="start this server; {port} is substituted")
     g.addoption("--echoconf-target", help="HOST:PORT of a running server")
+    g.addoption("--echoconf-container", help="with --echoconf-target: the Docker container serving it, "
+                "watched for deaths and restarted (echoconf run --image passes it)")
     g.addoption("--echoconf-builtin", help="a server binary name from build/<preset>/bin")
     g.addoption("--echoconf-impl", help="an implementation from the registry")
     g.addoption("--echoconf-registry", help="path of implementations.toml")
@@ -176,7 +178,12 @@ class EchoconfRun:
             host, _, port = target.rpartition(":")
             if not host or not port.isdigit():
                 raise pytest.UsageError(f"--target wants HOST:PORT, got {target!r}")
-            self.remote = RemoteTarget(host.strip("[]"), int(port))
+            if opt.echoconf_container:
+                from .container import ContainerTarget
+
+                self.remote = ContainerTarget(opt.echoconf_container, host.strip("[]"), int(port))
+            else:
+                self.remote = RemoteTarget(host.strip("[]"), int(port))
         elif not self.list_only:
             raise pytest.UsageError("say which server to test: --command, --target, --builtin or --impl")
 

@@ -1,0 +1,212 @@
+"""The server under test in a Docker container the harness may watch and restart.
+
+`echoconf run --image` starts the server container (`image.py`, `dockerenv.Lab`) and runs the
+suite in a child harness with `--target ADDR:PORT -- --echoconf-container NAME`. The child then
+tests through a `ContainerTarget`: connections go to the address like any `--target`, but a
+death of the container (an exit, a signal, an OOM kill) is told like an owned process's
+("the server container was killed by SIGPIPE (signal 13; ...)"), charged to the case, and the
+container is started again in the same network namespace (same address and port) so the run
+goes on. The harness never connects to find out whether the server is up: a server that exits
+after its first client meets that client in a case.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .client import Addr
+from .target import HarnessError, Target
+
+RESTART_TIMEOUT = 15.0  # a restart must listen again within this (bind may wait out TIME_WAIT)
+_ALIVE = ("running", "paused", "restarting", "created")
+
+
+class ContainerTarget(Target):
+    """A server container (named or by id) at HOST:PORT, an address literal. Not a `RemoteTarget`:
+    the harness runs this server, so nothing probes it outside the cases (no path measurement,
+    no connection to see whether it is up). The container is the caller's: it is restarted after
+    a death but never removed or stopped here."""
+
+    owned = False
+
+    def __init__(self, container: str, host: str, port: int, restart_timeout: float = RESTART_TIMEOUT) -> None:
+        self.container = container
+        self._addr: Addr = (host, port)
+        self.name = f"{host}:{port}"
+        self.restart_timeout = restart_timeout
+        self.restarts = 0
+        self.history: list[dict[str, Any]] = []  # one entry per death: how, when, the output tail
+        self._ctr: Any = None
+        self._holder: Any = None
+        self._mem: int | None = None
+        self._checked = False
+
+    # -- Docker ------------------------------------------------------------------------
+    def _container(self) -> Any:
+        """The container, looked up on first use (HarnessError when the engine or it is gone)."""
+        if self._ctr is None:
+            try:
+                from . import dockerenv as de
+                import docker.errors
+            except ImportError as e:
+                raise HarnessError(f"--echoconf-container needs the Docker SDK for Python: {e}") from e
+            try:
+                c = de.client(timeout=60)
+                self._ctr = c.containers.get(self.container)
+                host_cfg = self._ctr.attrs.get("HostConfig") or {}
+                mode = host_cfg.get("NetworkMode") or ""
+                if mode.startswith("container:"):
+                    self._holder = c.containers.get(mode.split(":", 1)[1])
+                self._mem = host_cfg.get("Memory") or None
+            except de.DockerEnvError as e:
+                raise HarnessError(f"cannot watch container {self.container}: {e}") from e
+            except docker.errors.DockerException as e:
+                raise HarnessError(f"cannot watch container {self.container}: {e}") from e
+        return self._ctr
+
+    def _state(self) -> dict[str, Any]:
+        import docker.errors
+
+        ctr = self._container()
+        try:
+            ctr.reload()
+        except docker.errors.NotFound:
+            return {"Status": "removed", "ExitCode": -1, "OOMKilled": False}
+        except docker.errors.DockerException as e:
+            raise HarnessError(f"cannot inspect container {self.container}: {e}") from e
+        return ctr.attrs.get("State") or {}
+
+    def _log_tail(self, lines: int = 40) -> str:
+        """The last lines the container's current (or last) run wrote, stdout and stderr: its
+        earlier runs, before restarts, are left out."""
+        import docker.errors
+
+        ctr = self._container()
+        since = _epoch((ctr.attrs.get("State") or {}).get("StartedAt"))
+        try:
+            raw = ctr.logs(stdout=True, stderr=True, tail=lines * 4, timestamps=True).decode("utf-8", "replace")
+        except docker.errors.DockerException:
+            return ""
+        kept = []
+        for line in raw.splitlines():
+            stamp, _, text = line.partition(" ")
+            t = _epoch(stamp)
+            if since is None or t is None or t >= since:
+                kept.append(text if t is not None else line)
+        return "\n".join(kept[-lines:])
+
+    # -- Target ------------------------------------------------------------------------
+    @property
+    def addr(self) -> Addr:
+        return self._addr
+
+    def death(self, grace: float = 0.0) -> str | None:
+        """How the container died ("the server container exited with status 0; its last output:
+        ..."), waiting up to `grace` seconds for a dying one; None while it runs."""
+        from . import dockerenv as de
+
+        end = time.monotonic() + grace
+        while True:
+            st = self._state()
+            if st.get("Status") not in _ALIVE:
+                return de.describe_death(st, self._mem, self._log_tail())
+            if time.monotonic() >= end:
+                return None
+            time.sleep(0.05)
+
+    def ensure_running(self) -> None:
+        """Running: nothing to do (nothing connects to check). Dead: note how, start it again in
+        the same network namespace and wait (bounded) until it listens again; HarnessError when
+        it does not come back."""
+        from . import dockerenv as de
+
+        st = self._state()
+        if st.get("Status") in _ALIVE:
+            if self._checked:
+                return
+            self._checked = True
+            try:
+                self._wait_listening(self.restart_timeout, first=True)
+                return
+            except de.ServerDied:
+                st = self._state()  # it died at the very start: noted and restarted below
+        if st.get("Status") == "removed":
+            raise HarnessError(f"the server container {self.container} was removed")
+        self.history.append({
+            "exit": de.describe_death(st, self._mem), "reason": de.exit_reason(st, self._mem),
+            "started": st.get("StartedAt"), "finished": st.get("FinishedAt"),
+            "oom_killed": bool(st.get("OOMKilled")), "exit_code": st.get("ExitCode"),
+            "output_tail": self._log_tail(60)[-4000:], "stopped_by_harness": False,
+        })
+        self.restarts += 1
+        self._checked = True
+        self._restart()
+
+    def _restart(self) -> None:
+        import docker.errors
+
+        from . import dockerenv as de
+
+        end = time.monotonic() + self.restart_timeout
+        last = ""
+        while True:
+            try:
+                self._container().start()
+                self._wait_listening(max(0.5, end - time.monotonic()))
+                return
+            except de.ServerDied as e:
+                # Exited again at once (a bind that waits out TIME_WAIT without SO_REUSEADDR, ...):
+                # try again while the bound lasts.
+                last = str(e).splitlines()[0]
+            except docker.errors.DockerException as e:
+                last = f"docker start failed: {e}"
+            if time.monotonic() >= end:
+                raise HarnessError(f"the server container {self.container} died and did not listen again "
+                                   f"within {self.restart_timeout:.0f}s of being restarted: {last}")
+            time.sleep(0.5)
+
+    def _wait_listening(self, timeout: float, first: bool = False) -> None:
+        from . import dockerenv as de
+        from .client import can_connect
+
+        try:
+            de.wait_accepting(self._container(), self._addr[0], self._addr[1], timeout, self._holder, self._mem)
+        except ValueError:
+            # The socket table cannot be read from here: only a connection can tell, and it
+            # is a client the server sees. At the first check the caller has just seen it
+            # accept, so trust that; after a restart there is no other way.
+            if first:
+                return
+            deadline = time.monotonic() + timeout
+            while not can_connect(self._addr, 0.2):
+                if self._state().get("Status") not in _ALIVE:
+                    raise de.ServerDied(f"{self.container} ended before listening") from None
+                if time.monotonic() > deadline:
+                    raise HarnessError(f"nothing accepts connections at {self.name} "
+                                       f"({timeout:.0f}s after restarting {self.container})") from None
+                time.sleep(0.02)
+        except de.ServerDied:
+            raise
+        except de.DockerEnvError as e:
+            raise HarnessError(str(e).splitlines()[0]) from None
+
+    def stop(self) -> None:
+        pass  # the container belongs to whoever started it
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "kind": "container", "container": self.container,
+                "restarts": self.restarts, "deaths": [h["reason"] for h in self.history]}
+
+
+def _epoch(stamp: str | None) -> float | None:
+    """Docker's RFC 3339 time with nanoseconds ("2025-01-02T03:04:05.123456789Z") as seconds since
+    the epoch, a little early (logs from then on include the run's first line); None if unreadable."""
+    import datetime
+    import re
+
+    m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?Z$", stamp or "")
+    if not m or m.group(1).startswith("0001"):
+        return None
+    t = datetime.datetime.fromisoformat(m.group(1)).replace(tzinfo=datetime.timezone.utc).timestamp()
+    return t + float(f"0.{m.group(2) or 0}") - 0.001
