@@ -270,3 +270,21 @@ def test_death_in_an_expected_failure_still_fails(report_dir: Path) -> None:
     assert case["outcome"] == "failed" and case["grade"] == "must"
     assert "SIGPIPE" in case["detail"]["message"] and "a death is always a failure" in case["detail"]["message"]
     assert outcomes(doc)["echo.basic"] == "passed"
+
+
+def test_readme_catalogue_is_the_list_output() -> None:
+    """conformance/README.md's case table is `--list` output: same ids, levels, grades, reasons."""
+    from conftest import CONFORMANCE
+
+    p = run("run", "--list")
+    lines = [line for line in p.stdout.splitlines() if line.strip()]
+    listed = {}
+    for head, why in zip(lines[::2], lines[1::2]):
+        cid, level, grade = head.split()[:3]
+        listed[cid] = (level, grade, why.split(": ", 1)[1].strip())
+    table = {}
+    for line in (CONFORMANCE / "README.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        if line.startswith("| `") and len(cells) == 6:
+            table[cells[0].strip("`")] = (cells[1], cells[2], cells[5])
+    assert table == listed
