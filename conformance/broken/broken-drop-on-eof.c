@@ -24,9 +24,10 @@ static bool serve(struct conn *c, short revents)
 {
 	if (!c->eof && c->len < BUF_SIZE && (revents & (POLLIN | POLLHUP | POLLERR))) {
 		ssize_t n = read(c->fd, c->buf + c->len, BUF_SIZE - c->len);
-		if (n > 0)
+		if (n > 0) {
 			c->len += (size_t)n;
-		else if (n == 0)
+			return true; /* written in the next round, after the next read */
+		} else if (n == 0)
 			return false; /* the client is gone: drop it */
 		else if (errno != EAGAIN && errno != EINTR)
 			return false;

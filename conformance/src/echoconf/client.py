@@ -439,32 +439,6 @@ def fill_until_stall(sock: socket.socket, limit: int, deadline: Deadline, stall:
     return sent
 
 
-def stream_until_stall(sock: socket.socket, data: bytes, deadline: Deadline, stall: float = 0.2) -> int:
-    """Send `data` in order without reading; stop when the send side makes no progress for
-    `stall` seconds (the peer stopped reading) or all is sent. Returns how many leading
-    bytes of `data` were sent. The stall only ends the sending; callers judge by bytes."""
-    view = memoryview(data)
-    sent = 0
-    sock.setblocking(False)
-    sel = selectors.DefaultSelector()
-    sel.register(sock, selectors.EVENT_WRITE)
-    try:
-        while sent < len(data) and not deadline.expired():
-            try:
-                sent += sock.send(view[sent:sent + (1 << 16)])
-                continue
-            except BlockingIOError:
-                pass
-            except (BrokenPipeError, ConnectionResetError):
-                break
-            if not sel.select(min(stall, deadline.remaining())):
-                break
-    finally:
-        sel.close()
-        sock.setblocking(True)
-    return sent
-
-
 def chunked(data: bytes, size: int) -> list[bytes]:
     return [data[i:i + size] for i in range(0, len(data), size)] or [b""]
 

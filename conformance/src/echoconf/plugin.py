@@ -126,6 +126,8 @@ class EchoconfRun:
         self.park_before: str | None = None  # node id of the case before which to park
         self.to_park: list[pytest.Item] = []
         self.parked: dict[str, Any] = {}  # node id -> Parked
+        self.shared_users: list[str] = []  # node ids of the cases that used the shared server
+        self.charged: str | None = None  # the death already charged to a case, until a restart
         self._configure_target(opt)
         self.time_scale: dict[str, Any] = pathscale.setup(self, opt)  # see pathscale.py
         settings.load_profile(f"echoconf-{self.profile.name}")
@@ -278,10 +280,7 @@ class EchoconfRun:
         self.to_park = []
         try:
             t = self.get_target()
-            died = t.death()
-            if died:
-                self.blame_previous(died)
-            t.ensure_running()
+            self.revive(t)
         except HarnessError:
             return
         for item in targets:
@@ -395,12 +394,23 @@ class EchoconfRun:
         rep.outcome = "failed"
         rep.longrepr = new["message"] + (f"\n(the case saw: {was})" if was else "")
         rep.echoconf_detail = new  # type: ignore[attr-defined]
+        self.charged = died
+
+    def revive(self, t: Target) -> None:
+        """Before a case: a death not yet charged to a case is charged to the one before;
+        then the server is restarted if it is dead."""
+        died = t.death()
+        if died and died != self.charged:
+            self.blame_previous(died)
+        t.ensure_running()
+        self.charged = None
 
     def blame_previous(self, died: str) -> None:
         """The server was found dead before a case started: the case that ran before it
         (which had already passed) killed it after its last check."""
-        # A skipped case never touched the server: the last case that ran is charged.
-        done = [n for n in self.order if self.results[n]["outcome"] not in (None, "skipped")]
+        # Only a case that used the shared server can have killed it: cases on private
+        # instances run in between (see _overlap_waits) and are never charged.
+        done = [n for n in self.shared_users if self.results.get(n, {}).get("outcome") not in (None, "skipped")]
         if not done:
             return
         nid = done[-1]
@@ -620,14 +630,12 @@ def server(request: pytest.FixtureRequest) -> Target:
     run = get_run(request.config)
     try:
         t = run.get_target()
-        died = t.death()
-        if died:
-            run.blame_previous(died)
-        t.ensure_running()
+        run.revive(t)
     except HarnessError as e:
         if str(e) not in run.harness_errors:
             run.harness_errors.append(f"could not (re)start the server: {e}")
         raise
+    run.shared_users.append(request.node.nodeid)
     return t
 
 

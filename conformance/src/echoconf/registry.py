@@ -16,10 +16,9 @@ Schema (version 1):
     capabilities = ["concurrent"]
     fm = ["FM-05"]                  # optional: the failure mode it plants
     must-fail = ["close.half-close-flush"]   # must fail here, deterministically
-    [broken.NAME.may-fail]          # optional: case id -> why it may fail (scheduling)
-    "state.machine" = "..."
 
-A broken server must fail every must-fail case and nothing outside must-fail and may-fail.
+A broken server must fail every must-fail case and nothing else, in every run. There is no
+"may fail": a failure that shows only in some runs is a bug to fix in the server or the case.
 
 In a command, `{python}` is the interpreter running echoconf and `{conformance}` the folder
 holding the registry file, so an entry works from any directory and from an installed echoconf;
@@ -62,7 +61,6 @@ class Implementation:
     expected_failures: dict[str, str] = field(default_factory=dict)
     broken: bool = False
     must_fail: list[str] = field(default_factory=list)
-    may_fail: dict[str, str] = field(default_factory=dict)
     fm: list[str] = field(default_factory=list)
     description: str = ""
 
@@ -160,18 +158,22 @@ def _entry(name: str, table: dict, broken: bool, registry_dir: Path) -> Implemen
     if unknown:
         raise RegistryError(f"{where}: unknown capabilities {unknown} (known: {list(CAPABILITIES)})")
     allowed = {"builtin", "command", "target", "capabilities", "expected-failures", "description",
-               "must-fail", "may-fail", "fm"}
+               "must-fail", "fm"}
     extra = set(table) - allowed
+    if "may-fail" in extra:
+        raise RegistryError(f"{where}: may-fail is not supported: a broken server fails exactly its "
+                            "must-fail cases in every run; make a scheduling-dependent bug show "
+                            "deterministically instead")
     if extra:
         raise RegistryError(f"{where}: unknown keys {sorted(extra)}")
-    if not broken and ("must-fail" in table or "may-fail" in table):
-        raise RegistryError(f"{where}: must-fail/may-fail belong in [broken.*] entries")
+    if not broken and "must-fail" in table:
+        raise RegistryError(f"{where}: must-fail belongs in [broken.*] entries")
     impl = Implementation(
         name=name, builtin=table.get("builtin"),
         command=expand(table["command"], registry_dir) if "command" in table else None,
         target=table.get("target"), capabilities=list(caps),
         expected_failures=dict(table.get("expected-failures", {})), broken=broken,
-        must_fail=list(table.get("must-fail", [])), may_fail=dict(table.get("may-fail", {})),
+        must_fail=list(table.get("must-fail", [])),
         fm=list(table.get("fm", [])), description=table.get("description", ""))
     if broken and not impl.must_fail:
         raise RegistryError(f"{where}: a broken server needs a non-empty must-fail list")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Sequence
 
 from .client import Deadline, Flow, chunked, connect, exchange, probe
 from .oracle import CaseFailure, StreamCheck
-from .target import OwnedServer, Target, proc_stat
+from .target import OwnedServer, Target
 
 
 SENTINEL = b"<echoconf-sentinel>"
@@ -84,13 +85,36 @@ def distinct(i: int, n: int, seed: int) -> bytes:
     return (head + random.Random(seed * 7919 + i).randbytes(max(0, n - len(head))))[:n]
 
 
-def cpu_during(server: OwnedServer, window: float) -> float:
-    """Fraction of one core the server used over `window` seconds (utime+stime)."""
-    before = proc_stat(server.pid)["cpu"]
+def _runnable_ns(pid: int) -> dict[str, int]:
+    """Per thread: nanoseconds on a CPU plus nanoseconds waiting in a run queue, so far."""
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                on_cpu, waiting = f.read().split()[:2]
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            continue  # the thread ended meanwhile
+        out[tid] = int(on_cpu) + int(waiting)
+    return out
+
+
+def runnable_during(server: OwnedServer, window: float) -> float:
+    """The largest fraction of `window` seconds that one thread of the server was runnable:
+    on a CPU or waiting in a run queue for one (/proc/PID/task/TID/schedstat). A thread that
+    spins is runnable all the time (about 1.0) however loaded the machine is: another process
+    on its core only turns its CPU time into run-queue wait. A thread that waits for events is
+    runnable only while it handles one. CPU time alone falls with the machine's load, so a
+    spinner would pass on a busy machine and verdicts would depend on what else runs."""
+    before = _runnable_ns(server.pid)
     t0 = time.monotonic()
-    time.sleep(window)  # a measuring window: the verdict is the CPU used, not the sleep
-    used = proc_stat(server.pid)["cpu"] - before
-    return used / (time.monotonic() - t0)
+    time.sleep(window)  # a measuring window: the verdict is the time runnable, not the sleep
+    after = _runnable_ns(server.pid)
+    wall = (time.monotonic() - t0) * 1e9
+    return max((after[t] - before.get(t, 0) for t in after), default=0) / wall  # new threads: since birth
 
 
-__all__ = ["roundtrip", "judge", "alive", "distinct", "cpu_during", "chunked", "with_death"]
+__all__ = ["roundtrip", "judge", "alive", "distinct", "runnable_during", "chunked", "with_death"]

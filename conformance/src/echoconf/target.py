@@ -322,6 +322,7 @@ class OwnedServer(Target):
         if self.inst is not None and self.inst.proc.poll() is None:
             return
         if self.inst is not None:
+            self._kill(self.inst)  # what the dead server forked must not hold its port
             self._archive(self.inst)
             self.restarts += 1
         try:
@@ -357,18 +358,21 @@ class OwnedServer(Target):
         inst = self.inst
         if inst.proc.poll() is None:
             try:
-                inst.proc.send_signal(signal.SIGTERM)
+                _signal_group(inst.proc.pid, signal.SIGTERM)
                 inst.proc.wait(STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
-                self._kill(inst)
+                pass
+        self._kill(inst)
         self._archive(inst, stopped=True)
         self.inst = None
 
     def _kill(self, inst: Instance) -> None:
+        """SIGKILL the server's whole process group: the server runs in a session of its own,
+        so this also ends what it forked (a handler per connection) and left running."""
+        _signal_group(inst.proc.pid, signal.SIGKILL)
         try:
-            inst.proc.kill()
             inst.proc.wait(STOP_TIMEOUT)
-        except (OSError, subprocess.TimeoutExpired):
+        except subprocess.TimeoutExpired:
             pass
 
     def _archive(self, inst: Instance, stopped: bool = False) -> None:
@@ -418,6 +422,14 @@ while True:
         break
 os.execvp(sys.argv[2], sys.argv[2:])
 """
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    """Signal the process group the server leads (start_new_session=True made it one)."""
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def proc_stat(pid: int) -> dict[str, float]:

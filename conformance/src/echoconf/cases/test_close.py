@@ -6,7 +6,7 @@ import time
 
 from echoconf.caselib import KiB, MiB, Ctx, Parked, case
 from echoconf.client import (Deadline, Flow, connect, exchange, fill_until_stall, probe, reset,
-                             stream_until_stall)
+                             send_all)
 from echoconf.oracle import CaseFailure, check_stream
 from echoconf.steps import SENTINEL, alive, roundtrip, with_death
 from echoconf.target import Target
@@ -30,20 +30,24 @@ def test_half_close_eof(server: Target) -> None:
 
 
 def park_no_early_close(server: Target, ctx: Ctx) -> Parked:
-    """close.no-early-close, first half: stream data without reading until the server stops
-    reading (its echo is owed and its writes are blocked); the idle time starts then."""
-    data = ctx.payload(2 * MiB, "owed")
-    sock = connect(server.addr, 2.0, rcvbuf=4 * KiB, factory=server.factory())
+    """close.no-early-close, first half: send 32 KiB and read nothing; the idle time starts
+    then. 32 KiB fits in the kernel's buffers on both sides, so the server can write its whole
+    echo at once: the case is about silence. (A server whose writes are blocked by a client
+    that does not read is partial.slow-reader's and robust.stalled-reader's subject; blocking
+    them here too would make relays that deadlock on a full pipe, such as socat's PIPE, fail
+    this case or not depending on where the scheduler left the pipe.)"""
+    data = ctx.payload(32 * KiB, "owed")
+    sock = connect(server.addr, 2.0, factory=server.factory())
     try:
-        sent = stream_until_stall(sock, data, Deadline(10.0), stall=0.2)
+        send_all(sock, data, Deadline(10.0))
     except BaseException:
         sock.close()
         raise
-    return Parked(sock, time.monotonic(), state={"data": data[:sent]})
+    return Parked(sock, time.monotonic(), state={"data": data})
 
 
-@case("close.no-early-close", "rfc862", "the server never closes first: a client stops mid-stream with "
-      "its echo owed and stays silent for 1 s (2 s thorough), then reads everything and sends a "
+@case("close.no-early-close", "rfc862", "the server never closes first: a client sends 32 KiB, reads "
+      "nothing and stays silent for 1 s (2 s thorough), then reads everything and sends a "
       "sentinel: exact, still open", fm=["R3"],
       park=park_no_early_close, park_rank=0,
       grade="must", why="RFC 862: the connection lasts until the client terminates it; the server must not close first")
@@ -112,11 +116,13 @@ def test_connect_reset(server: Target) -> None:
     alive(server, "200 connections opened and reset at once", settle=0.1)
 
 
-@case("close.vanish-while-writing", "robust", "a client sends 2 MiB then closes without reading while the "
-      "server writes: server survives, next client served", fm=["FM-07"],
+@case("close.vanish-while-writing", "robust", "a client (SO_RCVBUF 4 KiB) sends 2 MiB then closes without "
+      "reading while the server writes: server survives, next client served", fm=["FM-07"],
       grade="must", why="a client may leave while owed its echo: dying of SIGPIPE fails every other client")
 def test_vanish_while_writing(server: Target) -> None:
-    sock = connect(server.addr, 2.0, factory=server.factory())
+    # A small receive buffer closes the window at once: the server is sure to be blocked
+    # writing to this client when it vanishes, and to have stopped reading from it.
+    sock = connect(server.addr, 2.0, rcvbuf=4 * KiB, factory=server.factory())
     sent = fill_until_stall(sock, 2 * MiB, Deadline(10.0), stall=0.2)
     sock.close()  # unread data: the kernel answers with RST while the server still writes
     alive(server, f"a client sent {sent} bytes and closed without reading its echo")

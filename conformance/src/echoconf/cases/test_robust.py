@@ -16,13 +16,16 @@ from typing import Callable
 import pytest
 
 from echoconf.caselib import KiB, MiB, Ctx, case
-from echoconf.client import (Deadline, connect, fill_until_stall, finish, probe, read_to_eof, reset,
-                             send_all)
+from echoconf.client import (Deadline, connect, fill_until_stall, finish, probe, read_to_eof,
+                             recv_exactly, reset, send_all)
 from echoconf.oracle import CaseFailure, fail
-from echoconf.steps import alive, chunked, cpu_during, roundtrip, with_death
+from echoconf.steps import alive, chunked, roundtrip, runnable_during, with_death
 from echoconf.target import HarnessError, OwnedServer, Target, fd_count, proc_stat
 
-CPU_LIMIT = 0.10
+# A thread runnable (on a CPU or queued for one) more than half of a window in which the server
+# has nothing to do is spinning: a spinner is runnable about all of it, on an idle machine or
+# a loaded one; a server waiting for events almost none (steps.runnable_during).
+SPIN_LIMIT = 0.5
 
 
 @case("robust.stalled-reader", "robust", "client A (SO_RCVBUF 4 KiB) sends 8 MiB and never reads; client "
@@ -73,8 +76,8 @@ def test_bounded_memory(server: Target) -> None:
 
 
 @case("robust.no-busy-loop", "robust", "while a client is stalled with output pending and a connection "
-      "sits half-closed with its echo unread (one-at-a-time servers: the same connection), the server "
-      "uses < 10 % of a core over 1 s (0.5 s quick, 2 s thorough)", fm=["FM-03", "FM-19"], owned=True,
+      "sits half-closed with its echo unread (one-at-a-time servers: the same connection), no thread of "
+      "the server is runnable (on a CPU or queued for one) half of 1 s (0.5 s quick, 2 s thorough)", fm=["FM-03", "FM-19"], owned=True,
       grade="must", why="spinning burns a core and starves the host: an echo server waits for its sockets")
 def test_no_busy_loop(server: OwnedServer, ctx: Ctx) -> None:
     socks: list[socket.socket] = []
@@ -93,16 +96,17 @@ def test_no_busy_loop(server: OwnedServer, ctx: Ctx) -> None:
             # A one-at-a-time server is busy with this client: it is the half-closed one too.
             a.shutdown(socket.SHUT_WR)
             scenario += " and had half-closed with its echo unread"
-        cpu = cpu_during(server, ctx.profile.cpu_window)
+        busy = runnable_during(server, ctx.profile.cpu_window)
     finally:
         for s in socks:
             finish(s)
     if server.death():
         raise with_death(server, CaseFailure("The server died.", scenario=scenario))
-    if cpu >= CPU_LIMIT:
-        fail(f"The server used {cpu:.0%} of a core while {scenario} (limit {CPU_LIMIT:.0%}): it "
-             "busy-loops instead of waiting for the socket to become writable or readable (FM-03, FM-19).",
-             cpu=round(cpu, 3), window=ctx.profile.cpu_window)
+    if busy >= SPIN_LIMIT:
+        fail(f"A thread of the server was runnable {busy:.0%} of {ctx.profile.cpu_window:g} s while "
+             f"{scenario} (limit {SPIN_LIMIT:.0%}): it busy-loops instead of waiting for the socket "
+             "to become writable or readable (FM-03, FM-19).",
+             runnable=round(busy, 3), window=ctx.profile.cpu_window)
     alive(server, scenario)
 
 
@@ -227,7 +231,7 @@ class Exhaustion:
 
     clients: int
     hung: int  # clients neither served nor closed within 2 s
-    cpu: float  # fraction of a core while at the limit with clients waiting
+    busy: float  # runnable fraction of its busiest thread while at the limit with clients waiting
     died: str | None
     recovery: str | None  # the liveness probe's problem after the clients left, or None
 
@@ -254,16 +258,18 @@ def _exhaust(srv: OwnedServer, ctx: Ctx) -> Exhaustion:
     try:
         if ctx.concurrent:
             socks, hung = _pings_at_once(srv, n, 2.0)
-            cpu = cpu_during(srv, ctx.profile.cpu_window / 2)  # clients are still waiting
+            busy = runnable_during(srv, ctx.profile.cpu_window / 2)  # clients are still waiting
         else:
             hung = _sequential_pings(srv, n, 2.0)
-            cpu = 0.0
+            busy = 0.0
     finally:
+        # They go away with RST: the server sees a reset on every connection it served and
+        # on every one still queued, on every run, and must survive them at its limit too.
         for s in socks:
-            s.close()
+            reset(s)
     died = srv.death(grace=0.2)
     if died:
-        return Exhaustion(n, len(hung), cpu, died, None)
+        return Exhaustion(n, len(hung), busy, died, None)
     # "After they go": until the server has processed the closes it is still at its limit and
     # rightly refuses a new client, so the probe waits (bounded) for its descriptor count to
     # fall back. A server that never releases them fails the probe all the same.
@@ -271,12 +277,14 @@ def _exhaust(srv: OwnedServer, ctx: Ctx) -> Exhaustion:
     while not settle.expired() and _fds(srv) > base + 2:
         time.sleep(0.01)  # polling an observable condition; the probe decides
     recovery = probe(srv.addr, 2.0, srv.factory())
-    return Exhaustion(n, len(hung), cpu, srv.death(grace=0.2) if recovery else None, recovery)
+    # The queued connections are accepted before the probe's: a server that dies of their
+    # resets has died by now, or is about to.
+    return Exhaustion(n, len(hung), busy, srv.death(grace=0.3), recovery)
 
 
 @case("robust.fd-exhaustion", "robust", f"RLIMIT_NOFILE lowered to {NOFILE} (prlimit) and {NOFILE + 8} "
-      "clients at once: CPU < 10 % while clients wait past the limit, no death, and after they go the "
-      "liveness probe passes", fm=["FM-10"], owned=True,
+      "clients at once: no thread runnable half the time while clients wait past the limit, no death, and after they go "
+      "(RST) the liveness probe passes", fm=["FM-10"], owned=True,
       grade="must", why="at its descriptor limit a server may make clients wait, but must not spin, "
       "die or stay stuck once descriptors are free")
 def test_fd_exhaustion(exhaustion: Exhaustion) -> None:
@@ -284,9 +292,10 @@ def test_fd_exhaustion(exhaustion: Exhaustion) -> None:
     if e.died:
         fail(f"At its descriptor limit (RLIMIT_NOFILE {NOFILE}) with {e.clients} clients, "
              f"the server died: {e.died}.", server_died=e.died, clients=e.clients)
-    if e.cpu >= CPU_LIMIT:
-        fail(f"At its descriptor limit the server used {e.cpu:.0%} of a core while clients waited: it "
-             "spins on a listener it cannot accept from (FM-10).", cpu=round(e.cpu, 3))
+    if e.busy >= SPIN_LIMIT:
+        fail(f"At its descriptor limit a thread of the server was runnable {e.busy:.0%} of the time "
+             f"while clients waited (limit {SPIN_LIMIT:.0%}): it spins on a listener it cannot accept "
+             "from (FM-10).", runnable=round(e.busy, 3))
     if e.recovery:
         fail(f"After {e.clients} clients at a descriptor limit of {NOFILE} went away, {e.recovery}: "
              "the server no longer serves new clients (FM-10).", clients=e.clients)
@@ -298,9 +307,7 @@ def test_fd_exhaustion(exhaustion: Exhaustion) -> None:
       grade="should", why="connections past the limit wait in the kernel's accept queue and lose no data "
       "(asyncio, socketserver and nginx let them wait); closing them at once is good practice")
 def test_fd_exhaustion_prompt(exhaustion: Exhaustion) -> None:
-    e = exhaustion
-    if e.died:
-        fail(f"At its descriptor limit the server died: {e.died}.", server_died=e.died)
+    e = exhaustion  # a death is robust.fd-exhaustion's to report
     if e.hung:
         fail(f"{e.hung} of {e.clients} clients neither got their echo nor were closed within 2 s while "
              f"the server was at its descriptor limit (RLIMIT_NOFILE {NOFILE}): they wait in the accept "
@@ -316,15 +323,22 @@ def _fds(srv: OwnedServer) -> int:
 
 
 @case("robust.fd-setsize", "robust", "server started with ~1016 descriptors held (listener near fd 1019): "
-      "8 connections each either echo or close within 1 s; the server stays alive and serves a client "
-      "after", fm=["FM-09"], owned=True,
+      "8 connections, opened one after another and kept open, each either echo or close within 1 s; "
+      "the server stays alive and serves a client after", fm=["FM-09"], owned=True,
       grade="must", why="a connection that is accepted but never watched hangs; overflowing an fd_set corrupts memory")
 def test_fd_setsize(fresh_server: Callable[..., OwnedServer], ctx: Ctx) -> None:
     srv = fresh_server(hold_fds=1016)
     socks: list[socket.socket] = []
+    hung: list[int] = []
     try:
         if ctx.concurrent:
-            socks, hung = _pings_at_once(srv, 8, 1.0)
+            # One after another, each kept open, so that accepted descriptors climb past 1023;
+            # not all at once: a correct server with a small listen backlog would overflow its
+            # accept queue and a dropped SYN is retried only after 1 s, past the bound.
+            for i in range(8):
+                more, late = _pings_at_once(srv, 1, 1.0)
+                socks += more
+                hung += [i] if late else []
         else:
             hung = _sequential_pings(srv, 8, 1.0)
     finally:
@@ -379,17 +393,31 @@ def test_eintr(fresh_server: Callable[..., OwnedServer], ctx: Ctx) -> None:
 
 
 @case("robust.restart-rebind", "robust", "with connections open (some in TIME_WAIT), SIGKILL and restart on "
-      "the same port: listening again within 1 s", fm=["FM-18"], owned=True,
+      "the same port: listening again within 1 s more than twice its first start took", fm=["FM-18"], owned=True,
       grade="should", why="not in RFC 862: listening again at once after a restart (SO_REUSEADDR) is operational good practice")
 def test_restart_rebind(fresh_server: Callable[..., OwnedServer], ctx: Ctx) -> None:
+    t0 = time.monotonic()
     srv = fresh_server()
+    # Starting a process (an interpreter, say) takes longer on a loaded machine: the bound is
+    # relative to this server's own first start. One that waits for TIME_WAIT to end (60 s)
+    # or gives up is far past it either way.
+    limit = 1.0 + 2 * (time.monotonic() - t0)
     port = srv.port
     held = []
     try:
         keep = 5 if ctx.concurrent else 1  # a one-at-a-time server serves only one held connection
         for i in range(20):
             if i < 20 - keep:
-                roundtrip(srv, [b"x" * 100], "warm-up echo", deadline=2)
+                # One write, its echo, then the client closes: connections that leave TIME_WAIT
+                # behind. The echo is checked, yet one segment read at once, so this case
+                # judges the rebinding, not the stream (other cases do that).
+                with connect(srv.addr, 2.0, factory=srv.factory()) as w:
+                    send_all(w, b"x" * 100, Deadline(2))
+                    got = recv_exactly(w, 100, Deadline(2))
+                if got.data != b"x" * 100:
+                    raise with_death(srv, CaseFailure(
+                        f"A warm-up connection sent 100 bytes and got {got.data[:40]!r} back "
+                        f"({len(got.data)} bytes, {got.end}).", warmup=i))
             else:
                 s = connect(srv.addr, 2.0, factory=srv.factory())
                 send_all(s, b"hold", Deadline(2))
@@ -408,9 +436,10 @@ def test_restart_rebind(fresh_server: Callable[..., OwnedServer], ctx: Ctx) -> N
     finally:
         for s in held:
             s.close()
-    if took > 1.0:
+    if took > limit:
         fail(f"After SIGKILL the restarted server listened on port {port} again only after {took:.1f} s "
-             "(limit 1 s) (FM-18).", port=port, seconds=round(took, 2))
+             f"(limit {limit:.1f} s: 1 s more than twice its first start) (FM-18).", port=port,
+             seconds=round(took, 2), limit=round(limit, 2))
     alive(srv, "a SIGKILL and a restart on the same port")
 
 
