@@ -307,7 +307,11 @@ def test_fd_exhaustion(exhaustion: Exhaustion) -> None:
       grade="should", why="connections past the limit wait in the kernel's accept queue and lose no data "
       "(asyncio, socketserver and nginx let them wait); closing them at once is good practice")
 def test_fd_exhaustion_prompt(exhaustion: Exhaustion) -> None:
-    e = exhaustion  # a death is robust.fd-exhaustion's to report
+    e = exhaustion
+    if e.died:
+        # robust.fd-exhaustion fails it. Whether its clients were still waiting when it died
+        # or were reset by its exit depends on how far it got, not on how it treats them.
+        pytest.skip("not judged: the server died at its descriptor limit (robust.fd-exhaustion)")
     if e.hung:
         fail(f"{e.hung} of {e.clients} clients neither got their echo nor were closed within 2 s while "
              f"the server was at its descriptor limit (RLIMIT_NOFILE {NOFILE}): they wait in the accept "
