@@ -90,6 +90,7 @@ def main() -> int:
     p.add_argument("--keep", metavar="DIR", help="keep each run's reports in DIR/run-N")
     args = p.parse_args()
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="echoconf-det-"))
+    base.mkdir(parents=True, exist_ok=True)  # pytest's --basetemp wants its parent to exist
     first: Verdicts | None = None
     differences: dict[tuple[str, str], set[str]] = {}
     durations: list[float] = []
