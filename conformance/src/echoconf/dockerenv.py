@@ -450,6 +450,7 @@ class ServerContainer:
         self._starts = 0  # listening lines seen so far: a restart waits for one more
         self._final: dict | None = None  # container state kept once it is removed
         self._ready_at: str | None = None  # State.StartedAt when it first became ready
+        self.first_start: float | None = None  # seconds from `docker run` until it first listened
         holder.reload()
         settings = holder.attrs["NetworkSettings"]["Networks"][net.name]
         self.ipv4: str = settings["IPAddress"]
@@ -727,6 +728,7 @@ class Lab:
         )
         ulimits = [docker.types.Ulimit(name="nofile", soft=prof.nofile, hard=prof.nofile)] if prof.nofile else None
         mem = {"mem_limit": prof.mem_limit, "memswap_limit": prof.mem_limit} if prof.mem_limit else {}
+        t0 = time.monotonic()
         try:
             server = self.client.containers.run(
                 image, argv, name=base, detach=True, init=True, network_mode=f"container:{holder.id}",
@@ -743,6 +745,7 @@ class Lab:
         except DockerEnvError:
             srv.stop()
             raise
+        srv.first_start = time.monotonic() - t0
         return srv
 
     def close(self) -> None:
@@ -818,7 +821,7 @@ FAULT_CHECKS: dict[str, str] = {
     "docker.disconnect-reconnect": "the server's network is cut mid-stream for 2 s and restored: the server "
                                    "is alive and serves a new client",
     "docker.kill-restart": "with connections open, SIGKILL and restart in the same network namespace: "
-                           "listening again within 1 s",
+                           "listening again within 1 s more than twice its first start took",
 }
 
 
@@ -959,7 +962,11 @@ def check_disconnect_reconnect(srv: ServerContainer, size: int = 2 << 20, cut_s:
     return CheckResult(cid, "passed", f"new client served after a {cut_s:.0f} s cut; {first}", dur, FAULT_CHECKS[cid])
 
 
-def check_kill_restart(srv: ServerContainer, bound: float = 1.0, open_conns: int = 3) -> CheckResult:
+def check_kill_restart(srv: ServerContainer, open_conns: int = 3) -> CheckResult:
+    # Starting a container takes longer on a loaded machine: the bound is relative to this
+    # container's own first start. A server that cannot bind again (no SO_REUSEADDR) never
+    # comes back, one that waits out TIME_WAIT takes a minute.
+    bound = 1.0 + 2 * (srv.first_start or 0.0)
     start = time.monotonic()
     cid = "docker.kill-restart"
     conns: list[socket.socket] = []
@@ -993,8 +1000,8 @@ def check_kill_restart(srv: ServerContainer, bound: float = 1.0, open_conns: int
     if why is not None:
         return CheckResult(cid, "failed", f"restarted but {why}", dur, FAULT_CHECKS[cid])
     if took > bound:
-        return CheckResult(cid, "failed", f"listening again after {took:.2f}s (bound {bound:.1f}s, container "
-                           "start included)", dur, FAULT_CHECKS[cid])
+        return CheckResult(cid, "failed", f"listening again after {took:.2f}s (bound {bound:.1f}s: 1 s more than "
+                           f"twice its first start, {srv.first_start or 0:.2f}s; container start included)", dur, FAULT_CHECKS[cid])
     return CheckResult(cid, "passed", f"listening again {took:.2f}s after SIGKILL (container start included)",
                        dur, FAULT_CHECKS[cid])
 
