@@ -455,20 +455,28 @@ def echo_once(addr: Addr, payload: bytes, deadline: float = 5.0, *, shut_wr: boo
         sock.close()
 
 
+# A connect that waits for this long outlasts the first SYN retransmission (after 1 s).
+SYN_RETRY = 2.0
+
+
 def probe(addr: Addr, timeout: float = 1.0, factory: SocketFactory | None = None) -> str | None:
-    """The liveness probe: a fresh client sends b"ping" and must get b"ping" back in time.
+    """The liveness probe: a fresh client connects (within 2 s, or `timeout` if longer) and sends
+    b"ping", and must get b"ping" back within `timeout` seconds.
     Returns None when it passes, else a sentence saying what happened. `timeout` is nominal:
     times the TIME_SCALE, like every network wait (the sentences give the real wait)."""
-    d = Deadline(timeout)
-    waited = d.seconds
+    # The connect may take one SYN retransmission (1 s): a server with a small listen backlog
+    # that is still accepting can have a full queue for a moment, and the kernel drops the SYN.
+    connect_bound = max(timeout, SYN_RETRY)
     try:
-        sock = connect(addr, timeout, factory=factory)
+        sock = connect(addr, connect_bound, factory=factory)
     except ConnectionRefusedError:
         return "a fresh client's connection was refused (nothing listens any more)"
     except (TimeoutError, socket.timeout):
-        return f"a fresh client could not connect within {waited:g} s"
+        return f"a fresh client could not connect within {connect_bound * TIME_SCALE:g} s"
     except OSError as e:
         return f"a fresh client could not connect: {e}"
+    d = Deadline(timeout)
+    waited = d.seconds
     try:
         try:
             send_all(sock, b"ping", d)
