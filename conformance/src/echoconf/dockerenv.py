@@ -833,22 +833,11 @@ def _connect(addr: str, port: int, timeout: float = 3.0) -> socket.socket:
 
 
 def probe(addr: str, port: int, timeout: float = 1.0) -> str | None:
-    """Liveness probe: a fresh client sends b"ping" and gets it back within `timeout`.
-    None when it did; else what happened."""
-    try:
-        with _connect(addr, port, timeout) as s:
-            s.sendall(b"ping")
-            got = b""
-            deadline = time.monotonic() + timeout
-            while len(got) < 4 and time.monotonic() < deadline:
-                s.settimeout(max(0.01, deadline - time.monotonic()))
-                chunk = s.recv(4 - len(got))
-                if not chunk:
-                    break
-                got += chunk
-            return None if got == b"ping" else f"probe got {got!r} instead of b'ping'"
-    except OSError as e:
-        return f"probe failed: {e}"
+    """The harness's liveness probe (client.probe: connect within 2 s, one SYN retransmission,
+    then b"ping" back within `timeout`); None when it passed, else what happened."""
+    from .client import probe as client_probe
+
+    return client_probe((addr, port), timeout)
 
 
 def _first_diff(a: bytes, b: bytes) -> int:
