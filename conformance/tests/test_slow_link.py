@@ -180,16 +180,22 @@ def _case(doc: dict[str, Any], cid: str) -> dict[str, Any]:
     return next(c for c in doc["cases"] if c["id"] == cid)
 
 
-def test_correct_server_passes_behind_slow_link(slow_link: SlowLink, tmp_path: Path) -> None:
-    out = tmp_path / "epoll"
+def _run_behind_link(slow_link: SlowLink, server: str, port: int, out: Path, target: str,
+                     cases: list[str], *extra: str) -> tuple[subprocess.CompletedProcess, float]:
+    """Serve `server` on `port` behind the link and run the named cases against it."""
     t0 = time.monotonic()
-    with slow_link.serve("echo-epoll", 7):
-        argv = ["--target", f"{NAME}:7", "--profile", "quick", "--capability", "ipv6",
-                "--report", str(out), "--no-summary"]
-        for c in CORRECT_CASES:
+    with slow_link.serve(server, port):
+        argv = ["--target", target, "--profile", "quick", "--capability", "ipv6",
+                "--report", str(out), "--no-summary", *extra]
+        for c in cases:
             argv += ["--case", c]
         p = slow_link.harness(*argv)
-    took = time.monotonic() - t0
+    return p, time.monotonic() - t0
+
+
+def test_correct_server_passes_behind_slow_link(slow_link: SlowLink, tmp_path: Path) -> None:
+    out = tmp_path / "epoll"
+    p, took = _run_behind_link(slow_link, "echo-epoll", 7, out, f"{NAME}:7", CORRECT_CASES)
     text = p.stdout + p.stderr
     doc = load_report(out)
     assert p.returncode == 0, text
@@ -210,15 +216,9 @@ def test_correct_server_passes_behind_slow_link(slow_link: SlowLink, tmp_path: P
 
 def test_broken_short_write_still_caught_behind_slow_link(slow_link: SlowLink, tmp_path: Path) -> None:
     out = tmp_path / "short-write"
-    t0 = time.monotonic()
-    with slow_link.serve("broken-short-write", 8):
-        argv = ["--target", f"{SERVER_V4}:8", "--profile", "quick", "--hang-bound", "1",
-                "--capability", "ipv6", "--ipv6-target", f"[{SERVER_V6}]:8", "--case", "robust.ipv6",
-                "--report", str(out), "--no-summary"]
-        for c in BROKEN_CASES:
-            argv += ["--case", c]
-        p = slow_link.harness(*argv)
-    took = time.monotonic() - t0
+    p, took = _run_behind_link(slow_link, "broken-short-write", 8, out, f"{SERVER_V4}:8",
+                               ["robust.ipv6", *BROKEN_CASES], "--hang-bound", "1",
+                               "--ipv6-target", f"[{SERVER_V6}]:8")
     text = p.stdout + p.stderr
     doc = load_report(out)
     assert p.returncode == 1, text
