@@ -281,15 +281,22 @@ def exchange(flows: Sequence[Flow], deadline: Deadline, stall: float = 0.1) -> N
             sel.register(f.sock, _events(f), f)
         active = len(flows)
         moved = time.monotonic()  # last time any byte moved (for the hang bound)
+        holding = False
         while active:
             remaining = deadline.remaining()
             if remaining <= 0:
                 break
             now = time.monotonic()
-            if HANG_BOUND and now - moved >= HANG_BOUND:
+            # While a reader holds back on purpose, the silence is the client's own doing: the
+            # hang bound counts from when every reader reads (on a slow path the hold, times
+            # the TIME_SCALE, can outlast the bound).
+            holding, held = any(f.hold_reads for f in flows), holding
+            if held and not holding:
+                moved = now
+            if HANG_BOUND and not holding and now - moved >= HANG_BOUND:
                 break
-            timeout = min(remaining, stall / 2 if any(f.hold_reads for f in flows) else remaining)
-            if HANG_BOUND:
+            timeout = min(remaining, stall / 2 if holding else remaining)
+            if HANG_BOUND and not holding:
                 timeout = min(timeout, max(0.001, moved + HANG_BOUND - now))
             for key, mask in sel.select(timeout):
                 f: Flow = key.data
