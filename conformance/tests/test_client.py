@@ -1,4 +1,5 @@
-"""The client's exchange loop: the hang bound ends silent streams, never a reader's own hold."""
+"""The client: the hang bound ends silent streams, never a reader's own hold; the liveness
+probe waits for a busy server, never for an idle one."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Callable, Iterator
 import pytest
 
 from echoconf import client
-from echoconf.client import FIN, TIMEOUT, Deadline, Flow, connect, exchange
+from echoconf.client import FIN, TIMEOUT, Deadline, Flow, connect, exchange, probe
 
 Handler = Callable[[socket.socket], None]
 
@@ -83,3 +84,81 @@ def test_hang_bound_ends_a_silent_stream(serve: Callable[[Handler], tuple[str, i
         flow = Flow(sock, [b"ping"], shut_wr=False)
         exchange([flow], Deadline(600.0))  # only the hang bound can end it in the test's time bound
     assert flow.sent == 4 and flow.data == b"" and flow.end == TIMEOUT
+
+
+def _late_echo(delay: float) -> Handler:
+    """Answers only after `delay` seconds (a server still working through what came before)."""
+    import time
+
+    def handler(conn: socket.socket) -> None:
+        data = conn.recv(64)
+        time.sleep(delay)
+        conn.sendall(data)
+
+    return handler
+
+
+def test_probe_waits_while_the_server_is_busy(serve: Callable[[Handler], tuple[str, int]]) -> None:
+    # The meter reports the server runnable the whole time: it is slow, not stuck.
+    assert probe(serve(_late_echo(1.0)), 0.3, work=lambda: 10.0) is None
+
+
+def test_probe_fails_an_idle_server_at_its_timeout(serve: Callable[[Handler], tuple[str, int]]) -> None:
+    problem = probe(serve(_late_echo(1.0)), 0.3, work=lambda: 0.0)
+    assert problem is not None and "got b'' back (nothing more came within 0.3 s)" in problem
+
+
+def test_probe_stops_waiting_when_the_server_goes_idle(serve: Callable[[Handler], tuple[str, int]]) -> None:
+    busy = iter([0.0, 10.0])  # the first call starts the meter; busy for one step, then idle
+    problem = probe(serve(_late_echo(2.0)), 0.3, work=lambda: next(busy, 0.0))
+    assert problem is not None and "busy for a while, then went idle without answering" in problem
+
+
+def test_probe_waits_for_a_busy_server_no_longer_than_its_limit(
+        serve: Callable[[Handler], tuple[str, int]], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(client, "WORK_LIMIT", 0.5)
+    problem = probe(serve(_late_echo(2.0)), 0.2, work=lambda: 10.0)
+    assert problem is not None and "still busy" in problem
+
+
+def test_probe_never_extends_under_the_hang_bound(serve: Callable[[Handler], tuple[str, int]],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(client, "HANG_BOUND", 0.3)
+    assert probe(serve(_late_echo(1.0)), 0.3, work=lambda: 10.0) is not None
+
+
+def test_session_meter_counts_what_the_server_forked() -> None:
+    """The meter behind OwnedServer.work_meter sees a forked child's work, and a sleeping
+    session's absence of it (runnable time, which a loaded machine cannot hide)."""
+    import subprocess
+    import sys
+    import time
+
+    from echoconf.target import session_runnable_ns
+
+    code = ("import os, sys, time\n"
+            "if os.fork() == 0:\n"
+            "    print('ready', flush=True)\n"
+            "    sys.stdin.read()\n"  # spins only once told to; the parent sleeps throughout
+            "    end = time.monotonic() + 0.6\n"
+            "    while time.monotonic() < end: pass\n"
+            "    os._exit(0)\n"
+            "time.sleep(30)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        def busy_during(window: float) -> float:
+            before = session_runnable_ns(proc.pid)
+            t0 = time.monotonic()
+            time.sleep(window)  # a measuring window
+            after = session_runnable_ns(proc.pid)
+            return sum(max(0, v - before.get(k, 0)) for k, v in after.items()) / 1e9 / (time.monotonic() - t0)
+
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"  # both now wait
+        assert busy_during(0.3) < 0.1
+        assert proc.stdin is not None
+        proc.stdin.close()  # the child starts spinning
+        assert busy_during(0.4) > 0.5
+    finally:
+        proc.kill()
+        proc.wait(5)

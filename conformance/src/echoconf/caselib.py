@@ -24,7 +24,7 @@ MiB = 1024 * 1024
 
 def case(id: str, level: str, requirement: str, *, grade: str, why: str,
          fm: list[str] | None = None, needs: list[str] | None = None, owned: bool = False,
-         timeout: float = 60, park: Callable[..., Any] | None = None,
+         timeout: float | Callable[[Profile], float] = 60, park: Callable[..., Any] | None = None,
          park_rank: int = 0) -> Callable[[F], F]:
     """Declare a conformance case: a stable id, a level, a one-line requirement, and its
     grade (`must` or `should`, see GRADES) with the reason for that grade.
@@ -42,6 +42,12 @@ def case(id: str, level: str, requirement: str, *, grade: str, why: str,
     cases that use private server instances run, then hand it to the case through the
     `parked` fixture. Cases with a lower `park_rank` are resumed first (a parked
     connection that holds the server's output must be resumed before the others).
+
+    `timeout` is the case's hard bound (pytest-timeout), in seconds or as a function of the
+    run's profile. It catches the harness itself stuck, never a slow server: each step of a
+    case has its own bound, and a case that repeats steps (N connections one after another)
+    gets at least the sum of their bounds, so that a correct server that is slow (a process
+    forked per client on a loaded machine) is judged by its steps, as a fast one is.
     """
     assert level in LEVELS, level
     assert grade in GRADES, grade
@@ -49,8 +55,10 @@ def case(id: str, level: str, requirement: str, *, grade: str, why: str,
 
     def deco(fn: F) -> F:
         marks = [pytest.mark.case(id=id, level=level, requirement=requirement, fm=list(fm or []),
-                                  grade=grade, why=why),
-                 pytest.mark.timeout(timeout)]
+                                  grade=grade, why=why)]
+        # A bound that depends on the profile is set when the run's profile is known (plugin).
+        marks.append(pytest.mark.timeout(timeout) if not callable(timeout) else
+                     pytest.mark.bound(timeout))
         marks += [pytest.mark.needs(cap) for cap in needs or []]
         if owned:
             marks.append(pytest.mark.owned)

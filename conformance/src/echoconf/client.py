@@ -464,16 +464,38 @@ def echo_once(addr: Addr, payload: bytes, deadline: float = 5.0, *, shut_wr: boo
 
 # A connect that waits for this long outlasts the first SYN retransmission (after 1 s).
 SYN_RETRY = 2.0
+# While the server's own processes are busy (see `probe`), the probe waits for its echo this
+# long at most (nominal, times the TIME_SCALE), in steps of its timeout.
+WORK_LIMIT = 10.0
+# Busy: runnable (on a CPU or queued for one) at least this fraction of a step. A server that
+# waits for an event it missed is runnable almost never; one working through forks, exits
+# or a backlog on a loaded machine is runnable, or queued, most of the time.
+BUSY = 0.1
+
+# Seconds the server's processes were runnable since the previous call (an owned server's
+# Target.work_meter()).
+WorkMeter = Callable[[], float]
 
 
-def probe(addr: Addr, timeout: float = 1.0, factory: SocketFactory | None = None) -> str | None:
+def probe(addr: Addr, timeout: float = 1.0, factory: SocketFactory | None = None,
+          work: WorkMeter | None = None) -> str | None:
     """The liveness probe: a fresh client connects (within 2 s, or `timeout` if longer) and sends
     b"ping", and must get b"ping" back within `timeout` seconds.
     Returns None when it passes, else a sentence saying what happened. `timeout` is nominal:
-    times the TIME_SCALE, like every network wait (the sentences give the real wait)."""
+    times the TIME_SCALE, like every network wait (the sentences give the real wait).
+
+    With `work` (a server the harness runs), a server that is still busy when `timeout` has
+    passed gets another `timeout`, and so on while it stays busy, up to WORK_LIMIT: a server
+    that forks a process per client, on a loaded machine, may need seconds to work through
+    the clients and exits ahead of the probe's, and is slow, not stuck. A server that stopped
+    working without answering fails at `timeout` as before; under --hang-bound (the user's
+    own "nothing moved for S seconds") the probe never waits longer."""
     # The connect may take one SYN retransmission (1 s): a server with a small listen backlog
     # that is still accepting can have a full queue for a moment, and the kernel drops the SYN.
     connect_bound = max(timeout, SYN_RETRY)
+    if work is not None:
+        work()  # the busy time counts from here
+    t0 = time.monotonic()
     try:
         sock = connect(addr, connect_bound, factory=factory)
     except ConnectionRefusedError:
@@ -483,18 +505,31 @@ def probe(addr: Addr, timeout: float = 1.0, factory: SocketFactory | None = None
     except OSError as e:
         return f"a fresh client could not connect: {e}"
     d = Deadline(timeout)
-    waited = d.seconds
     try:
         try:
             send_all(sock, b"ping", d)
         except OSError as e:
             return f"a fresh client could not send: {e}"
         got = recv_exactly(sock, 4, d)
-        if got.data == b"ping":
+        data, step, extended = got.data, t0, False
+        limit = Deadline(WORK_LIMIT)
+        while got.end == TIMEOUT and work is not None and not HANG_BOUND and not limit.expired():
+            now = time.monotonic()
+            if work() < BUSY * (now - step):
+                break  # idle: it is waiting for something it missed
+            step, extended = now, True
+            got = recv_exactly(sock, 4 - len(data), Deadline(timeout))
+            data += got.data
+        if data == b"ping":
             return None
         how = {FIN: "the server closed the connection", RST: "the connection was reset",
-               TIMEOUT: f"nothing more came within {waited:g} s", OPEN: ""}[got.end]
-        return f"a fresh client sent b'ping' and got {got.data!r} back ({how})"
+               TIMEOUT: f"nothing more came within {d.seconds:g} s", OPEN: ""}[got.end]
+        if extended and got.end == TIMEOUT:
+            waited = time.monotonic() - d.end + d.seconds
+            how = (f"nothing more came within {waited:.3g} s, and the server's processes were still busy"
+                   if limit.expired() else f"nothing more came within {waited:.3g} s: the server's processes "
+                   "were busy for a while, then went idle without answering")
+        return f"a fresh client sent b'ping' and got {data!r} back ({how})"
     finally:
         sock.close()
 

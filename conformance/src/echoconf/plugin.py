@@ -72,7 +72,8 @@ def pytest_configure(config: pytest.Config) -> None:
     for line in ("case(id, level, requirement, fm): declares a conformance case",
                  "needs(capability): the case needs an implementation capability",
                  "owned: the case needs the harness to own the server process",
-                 "parks(fn, rank): the case's connection may wait while private-server cases run"):
+                 "parks(fn, rank): the case's connection may wait while private-server cases run",
+                 "bound(fn): the case's hard bound (pytest-timeout) as a function of the profile"):
         config.addinivalue_line("markers", line)
     if config.option.collectonly or getattr(config.option, "help", False):
         return
@@ -227,6 +228,9 @@ class EchoconfRun:
             if opt.echoconf_level and level not in opt.echoconf_level:
                 drop.append(item)
                 continue
+            bound = item.get_closest_marker("bound")
+            if bound is not None:
+                item.add_marker(pytest.mark.timeout(bound.args[0](self.profile)))
             family = cid.split(".", 1)[0]
             # junit and pytest's own output name the case by its id.
             item._nodeid = f"{family}::{cid}"

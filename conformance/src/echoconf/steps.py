@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Sequence
 
 from .client import Deadline, Flow, chunked, connect, exchange, probe
 from .oracle import CaseFailure, StreamCheck
-from .target import OwnedServer, Target
+from .target import OwnedServer, Target, runnable_ns
 
 
 SENTINEL = b"<echoconf-sentinel>"
@@ -66,7 +65,7 @@ def alive(server: Target, after: str, timeout: float = 1.0, settle: float = 0.0)
     """The liveness probe; on failure explain what the server did (or how it died).
     `settle` gives a process that is handling a reset in another thread the chance to die
     visibly; it can only turn a pass into a failure, never the other way round."""
-    problem = probe(server.addr, timeout, server.factory())
+    problem = probe(server.addr, timeout, server.factory(), server.work_meter())
     if problem is None and settle:
         died = server.death(grace=settle)
         if died:
@@ -85,23 +84,6 @@ def distinct(i: int, n: int, seed: int) -> bytes:
     return (head + random.Random(seed * 7919 + i).randbytes(max(0, n - len(head))))[:n]
 
 
-def _runnable_ns(pid: int) -> dict[str, int]:
-    """Per thread: nanoseconds on a CPU plus nanoseconds waiting in a run queue, so far."""
-    out = {}
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except FileNotFoundError:
-        return out
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                on_cpu, waiting = f.read().split()[:2]
-        except (FileNotFoundError, ProcessLookupError, ValueError):
-            continue  # the thread ended meanwhile
-        out[tid] = int(on_cpu) + int(waiting)
-    return out
-
-
 def runnable_during(server: OwnedServer, window: float) -> float:
     """The largest fraction of `window` seconds that one thread of the server was runnable:
     on a CPU or waiting in a run queue for one (/proc/PID/task/TID/schedstat). A thread that
@@ -109,10 +91,10 @@ def runnable_during(server: OwnedServer, window: float) -> float:
     on its core only turns its CPU time into run-queue wait. A thread that waits for events is
     runnable only while it handles one. CPU time alone falls with the machine's load, so a
     spinner would pass on a busy machine and verdicts would depend on what else runs."""
-    before = _runnable_ns(server.pid)
+    before = runnable_ns(server.pid)
     t0 = time.monotonic()
     time.sleep(window)  # a measuring window: the verdict is the time runnable, not the sleep
-    after = _runnable_ns(server.pid)
+    after = runnable_ns(server.pid)
     wall = (time.monotonic() - t0) * 1e9
     return max((after[t] - before.get(t, 0) for t in after), default=0) / wall  # new threads: since birth
 

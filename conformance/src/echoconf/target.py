@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .client import Addr, SocketFactory, can_connect, literal_family, resolve
+from .client import Addr, SocketFactory, WorkMeter, can_connect, literal_family, resolve
 
 READY_TIMEOUT = 10.0
 STOP_TIMEOUT = 3.0
@@ -138,6 +138,10 @@ class Target:
         pass
 
     def death(self, grace: float = 0.0) -> str | None:
+        return None
+
+    def work_meter(self) -> WorkMeter | None:
+        """How busy the server's own processes are (client.probe), where the harness can see them."""
         return None
 
     def stop(self) -> None:
@@ -400,6 +404,24 @@ class OwnedServer(Target):
     def factory(self) -> SocketFactory | None:
         return self._factory
 
+    def work_meter(self) -> WorkMeter | None:
+        """Seconds that the processes of the server's session (it and all it forked, also
+        those reparented) were runnable since the previous call; None when not running."""
+        if self.inst is None:
+            return None
+        sid = self.inst.proc.pid  # start_new_session: the server leads a session of its own
+        last = session_runnable_ns(sid)
+
+        def since() -> float:
+            nonlocal last
+            now = session_runnable_ns(sid)
+            # A thread born since counts from its birth; one that ended meanwhile is lost.
+            ns = sum(max(0, v - last.get(k, 0)) for k, v in now.items())
+            last = now
+            return ns / 1e9
+
+        return since
+
     def describe(self) -> dict[str, Any]:
         return {"kind": "builtin" if self.spec.announces else "command",
                 "command": self.spec.label if not self.spec.announces else shlex.join(self.spec.argv),
@@ -444,6 +466,39 @@ def proc_stat(pid: int) -> dict[str, float]:
             if line.startswith("VmRSS:"):
                 rss = int(line.split()[1]) * 1024
     return {"cpu": cpu, "rss": rss}
+
+
+def runnable_ns(pid: int) -> dict[str, int]:
+    """Per thread of a process: nanoseconds on a CPU plus nanoseconds waiting in a run queue."""
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                on_cpu, waiting = f.read().split()[:2]
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            continue  # the thread ended meanwhile
+        out[tid] = int(on_cpu) + int(waiting)
+    return out
+
+
+def session_runnable_ns(sid: int) -> dict[str, int]:
+    """runnable_ns of every thread of every process in session `sid`."""
+    out: dict[str, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                session = int(f.read().rsplit(")", 1)[1].split()[3])
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+        if session == sid:
+            out.update(runnable_ns(int(entry)))
+    return out
 
 
 def fd_count(pid: int) -> int:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 from echoconf.caselib import KiB, MiB, Ctx, Parked, case
-from echoconf.client import (Deadline, Flow, connect, exchange, fill_until_stall, probe, reset,
-                             send_all)
+from echoconf.client import (WORK_LIMIT, Deadline, Flow, connect, exchange, fill_until_stall, probe,
+                             reset, send_all)
 from echoconf.oracle import CaseFailure, check_stream
 from echoconf.steps import SENTINEL, alive, roundtrip, with_death
 from echoconf.target import Target
@@ -82,6 +82,11 @@ def test_reset_pending(server: Target) -> None:
     alive(server, "the reset and one successful probe", settle=0.1)
 
 
+CONNECT_MANY = 200
+# The sum of the steps' own bounds: a connect each, and a probe after every 16th.
+CONNECT_MANY_BOUND = 60 + CONNECT_MANY * 2.0 + (CONNECT_MANY // 16 + 1) * (2.0 + 2.0 + WORK_LIMIT)
+
+
 def _connect_many(server: Target, n: int, rst: bool) -> None:
     for i in range(n):
         try:
@@ -93,7 +98,7 @@ def _connect_many(server: Target, n: int, rst: bool) -> None:
         reset(s) if rst else s.close()
         if i % 16 == 15:
             # Let a one-at-a-time server drain its accept queue before we go on.
-            problem = probe(server.addr, 2.0, server.factory())
+            problem = probe(server.addr, 2.0, server.factory(), server.work_meter())
             if problem:
                 raise with_death(server, CaseFailure(
                     f"After {i + 1} connections that were {'reset' if rst else 'closed'} without data, "
@@ -101,18 +106,18 @@ def _connect_many(server: Target, n: int, rst: bool) -> None:
 
 
 @case("close.connect-close", "robust", "200 x connect and close with no data: the server survives and "
-      "serves the next client", fm=["FM-11"],
+      "serves the next client", fm=["FM-11"], timeout=CONNECT_MANY_BOUND,
       grade="must", why="a connection without data is normal: dying or stopping after it fails every later client")
 def test_connect_close(server: Target) -> None:
-    _connect_many(server, 200, rst=False)
+    _connect_many(server, CONNECT_MANY, rst=False)
     alive(server, "200 connections opened and closed without data")
 
 
 @case("close.connect-reset", "robust", "200 x connect then immediate RST: the server survives and serves "
-      "the next client", fm=["FM-08", "FM-12"],
+      "the next client", fm=["FM-08", "FM-12"], timeout=CONNECT_MANY_BOUND,
       grade="must", why="a reset before any data is normal: dying or stopping after it fails every later client")
 def test_connect_reset(server: Target) -> None:
-    _connect_many(server, 200, rst=True)
+    _connect_many(server, CONNECT_MANY, rst=True)
     alive(server, "200 connections opened and reset at once", settle=0.1)
 
 

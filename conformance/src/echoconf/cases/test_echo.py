@@ -132,7 +132,7 @@ def test_chunking(server: Target, plan: tuple[list[bytes], bool]) -> None:
 
 
 @case("echo.sequential", "rfc862", "1000 sequential connections (500 quick, 2000 thorough), each with "
-      "distinct data: exact", fm=["FM-11"],
+      "distinct data: exact", fm=["FM-11"], timeout=lambda p: 60 + p.sequential * (2.0 + 3.0),
       grade="must", why="every connection is an echo session of its own (RFC 862): failing the n-th loses its data")
 def test_sequential(server: Target, ctx: Ctx) -> None:
     n = ctx.profile.sequential

@@ -113,7 +113,8 @@ def test_no_busy_loop(server: OwnedServer, ctx: Ctx) -> None:
 
 
 @case("robust.fd-leak", "robust", "1000 connect/close (mixed: close, RST, SHUT_WR) cycles (400 quick, "
-      "2000 thorough): descriptor count returns to baseline +-2", fm=["FM-11"], owned=True, timeout=90,
+      "2000 thorough): descriptor count returns to baseline +-2", fm=["FM-11"], owned=True,
+      timeout=lambda p: 60 + p.cycles * (2.0 + 2.0),
       grade="must", why="a descriptor leaked per connection ends in a server that can accept no one")
 def test_fd_leak(server: OwnedServer, ctx: Ctx) -> None:
     alive(server, "starting")
@@ -290,7 +291,7 @@ def _exhaust(srv: OwnedServer, ctx: Ctx) -> Exhaustion:
     settle = Deadline(2.0)
     while not settle.expired() and _fds(srv) > base + 2:
         time.sleep(0.01)  # polling an observable condition; the probe decides
-    recovery = probe(srv.addr, 2.0, srv.factory())
+    recovery = probe(srv.addr, 2.0, srv.factory(), srv.work_meter())
     # The queued connections are accepted before the probe's: a server that dies of their
     # resets has died by now, or is about to.
     return Exhaustion(n, len(hung), busy, srv.death(grace=0.3), recovery)
@@ -477,7 +478,7 @@ def test_ipv6(server: Target, request: pytest.FixtureRequest) -> None:
         if not addrs:
             pytest.skip(f"cannot test the target's host over IPv6: {why}")
     for host, port in addrs:
-        problem = probe((host, port), 1.0)
+        problem = probe((host, port), 1.0, work=srv.work_meter())
         if problem:
             raise with_death(srv, CaseFailure(
                 f"Over {'IPv6' if ':' in host else 'IPv4'} ([{host}]:{port}) {problem}: the server does not "
