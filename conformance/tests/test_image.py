@@ -176,3 +176,18 @@ def test_server_that_exits_after_its_first_client_fails_cases_not_the_harness(
     assert "exited 0" in _case_detail(doc, "docker.alive")["message"]
     assert doc["target"]["restarts"] >= 1
     assert doc["summary"]["exit_status"] == 1 and not doc["summary"]["harness_errors"]
+
+
+def test_server_cut_off_the_network_keeps_its_address() -> None:
+    """docker.disconnect-reconnect cuts a server off while other cells start containers on the
+    same network (docker/run runs several at once): none may take its address meanwhile."""
+    from echoconf import dockerenv as de
+
+    with de.Lab() as lab:
+        a = lab.start_server(de.IMAGE, "echo-epoll --port 7", 7, "default")
+        a.disconnect()
+        b = lab.start_server(de.IMAGE, "echo-poll --port 7", 7, "default")
+        assert b.ipv4 != a.ipv4
+        a.reconnect()
+        assert de.probe(a.address, a.port, timeout=2.0) is None
+        assert de.probe(b.address, b.port, timeout=2.0) is None

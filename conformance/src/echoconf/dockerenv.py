@@ -610,6 +610,20 @@ class _Net:
     name: str
     subnet4: str
     subnet6: str | None
+    handed_out: int = 1  # host numbers given to containers so far (1 is the gateway's)
+
+    def next_addresses(self) -> tuple[str, str | None]:
+        """A fresh IPv4 (and IPv6) address for a container, never one handed out before in this
+        lab. Docker would give a container the lowest free address, so while a server is cut off
+        the network (docker.disconnect-reconnect) the next container could take its address and
+        the server could not come back on it."""
+        self.handed_out += 1
+        net4 = ipaddress.ip_network(self.subnet4)
+        if self.handed_out >= net4.num_addresses - 1:
+            raise DockerEnvError(f"no address left in {self.subnet4} for another container")
+        a4 = str(net4.network_address + self.handed_out)
+        a6 = str(ipaddress.ip_network(self.subnet6).network_address + self.handed_out) if self.subnet6 else None
+        return a4, a6
 
 
 class Lab:
@@ -691,7 +705,8 @@ class Lab:
             n = _Net(net, name, sub4, sub6)
             self._nets[ipv6] = n
             if self._self is not None:
-                net.connect(self._self)
+                a4, a6 = n.next_addresses()
+                net.connect(self._self, ipv4_address=a4, **({"ipv6_address": a6} if a6 else {}))
             self.log(f"internal network {name}: {sub4}" + (f", {sub6}" if sub6 else "")
                      + (f" (this container {self._self.name} attached)" if self._self else ""))
             return n
@@ -721,11 +736,23 @@ class Lab:
             self.client.images.get(self.holder_image)
         except docker.errors.ImageNotFound:
             raise DockerEnvError(f"{self.holder_image} is missing (docker/base-image makes it)") from None
-        holder = self.client.containers.run(
-            self.holder_image, ["sleep", "infinity"], name=f"{base}-net", detach=True, init=True,
-            network=net.name, sysctls=prof.sysctls or None, labels=self._labels(),
-            mem_limit="16m", hostname=slug[:60],
+        with self._lock:
+            a4, a6 = net.next_addresses()
+        api = self.client.api
+        endpoint = api.create_endpoint_config(ipv4_address=a4, ipv6_address=a6)
+        made = api.create_container(
+            self.holder_image, ["sleep", "infinity"], name=f"{base}-net", labels=self._labels(),
+            hostname=slug[:60],
+            host_config=api.create_host_config(network_mode=net.name, init=True,
+                                               sysctls=prof.sysctls or None, mem_limit="16m"),
+            networking_config=api.create_networking_config({net.name: endpoint}),
         )
+        holder = self.client.containers.get(made["Id"])
+        try:
+            holder.start()
+        except docker.errors.DockerException as e:
+            holder.remove(force=True)
+            raise DockerEnvError(f"cannot start the network holder for {image}: {e}") from e
         ulimits = [docker.types.Ulimit(name="nofile", soft=prof.nofile, hard=prof.nofile)] if prof.nofile else None
         mem = {"mem_limit": prof.mem_limit, "memswap_limit": prof.mem_limit} if prof.mem_limit else {}
         t0 = time.monotonic()
