@@ -162,3 +162,31 @@ def test_session_meter_counts_what_the_server_forked() -> None:
     finally:
         proc.kill()
         proc.wait(5)
+
+
+def test_spin_measure_ignores_a_thread_missed_at_the_first_look(monkeypatch: pytest.MonkeyPatch) -> None:
+    """steps.runnable_during counts a thread unseen at the first look from its birth; an old
+    one missed then must not bring its whole past into the window."""
+    import os
+    import time
+
+    from echoconf import steps
+
+    end = time.process_time() + 0.3
+    while time.process_time() < end:  # this thread's past: 0.3 s on a CPU at least
+        pass
+    real, looks = steps.runnable_ns, []
+
+    def first_look_misses_the_main_thread(pid: int) -> dict[str, int]:
+        seen = real(pid)
+        if not looks:
+            seen.pop(str(pid), None)
+        looks.append(pid)
+        return seen
+
+    monkeypatch.setattr(steps, "runnable_ns", first_look_misses_the_main_thread)
+
+    class Me:
+        pid = os.getpid()
+
+    assert steps.runnable_during(Me(), 0.1) < 0.5  # type: ignore[arg-type]

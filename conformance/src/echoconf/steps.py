@@ -7,7 +7,7 @@ from typing import Sequence
 
 from .client import Deadline, Flow, chunked, connect, exchange, probe
 from .oracle import CaseFailure, StreamCheck
-from .target import OwnedServer, Target, runnable_ns
+from .target import Target, runnable_ns, thread_start
 
 
 SENTINEL = b"<echoconf-sentinel>"
@@ -84,19 +84,30 @@ def distinct(i: int, n: int, seed: int) -> bytes:
     return (head + random.Random(seed * 7919 + i).randbytes(max(0, n - len(head))))[:n]
 
 
-def runnable_during(server: OwnedServer, window: float) -> float:
+def runnable_during(server: Target, window: float) -> float:
     """The largest fraction of `window` seconds that one thread of the server was runnable:
     on a CPU or waiting in a run queue for one (/proc/PID/task/TID/schedstat). A thread that
     spins is runnable all the time (about 1.0) however loaded the machine is: another process
     on its core only turns its CPU time into run-queue wait. A thread that waits for events is
     runnable only while it handles one. CPU time alone falls with the machine's load, so a
     spinner would pass on a busy machine and verdicts would depend on what else runs."""
-    before = runnable_ns(server.pid)
-    t0 = time.monotonic()
+    pid = server.pid
+    before = runnable_ns(pid)
+    t0, booted = time.monotonic(), time.clock_gettime(time.CLOCK_BOOTTIME)
     time.sleep(window)  # a measuring window: the verdict is the time runnable, not the sleep
-    after = runnable_ns(server.pid)
+    after = runnable_ns(pid)
     wall = (time.monotonic() - t0) * 1e9
-    return max((after[t] - before.get(t, 0) for t in after), default=0) / wall  # new threads: since birth
+
+    def grew(tid: str) -> int:
+        if tid in before:
+            return after[tid] - before[tid]
+        # Not seen at the first look: a thread born since counts from its birth. One that was
+        # there already but missed (a Node server once showed "runnable 519 % of 1 s") would
+        # bring its whole past into the window: it is not counted.
+        born = thread_start(pid, tid)
+        return after[tid] if born is not None and born >= booted - 0.02 else 0
+
+    return max((grew(t) for t in after), default=0) / wall
 
 
 __all__ = ["roundtrip", "judge", "alive", "distinct", "runnable_during", "chunked", "with_death"]

@@ -485,6 +485,16 @@ def runnable_ns(pid: int) -> dict[str, int]:
     return out
 
 
+def thread_start(pid: int, tid: str) -> float | None:
+    """When a thread started, in seconds since boot (CLOCK_BOOTTIME); None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def session_runnable_ns(sid: int) -> dict[str, int]:
     """runnable_ns of every thread of every process in session `sid`."""
     out: dict[str, int] = {}
