@@ -158,7 +158,7 @@ def test_target_mode_skips_owned_cases(report_dir: Path) -> None:
         assert p.returncode == 0, p.stdout + p.stderr
         doc = load_report(report_dir)
         assert outcomes(doc) == {"echo.basic": "passed", "robust.fd-leak": "skipped"}
-        assert "own the server process" in doc["cases"][1]["detail"]["message"]
+        assert "a --target server can only be connected to" in doc["cases"][1]["detail"]["message"]
     finally:
         proc.terminate()
         proc.wait(5)

@@ -191,3 +191,58 @@ def test_server_cut_off_the_network_keeps_its_address() -> None:
         a.reconnect()
         assert de.probe(a.address, a.port, timeout=2.0) is None
         assert de.probe(b.address, b.port, timeout=2.0) is None
+# --------------------------------------------------------------------------------------------
+# The harness on the Docker host sees the container's processes (/proc of Docker's State.Pid,
+# checked against its cgroup): the cases that observe the shared server run under --image as
+# they do locally. Two broken servers of conformance/broken/, static and FROM scratch.
+
+BROKEN = REPO / "conformance" / "broken"
+
+
+@pytest.fixture(scope="module")
+def broken_images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    tags = {}
+    for name in ("busy-loop", "fd-leak"):
+        ctx = tmp_path_factory.mktemp(name)
+        cc = subprocess.run(["gcc", "-std=c11", "-D_GNU_SOURCE", "-static", "-O2", "-pthread", "-I", str(BROKEN),
+                             "-o", str(ctx / "server"), str(BROKEN / f"broken-{name}.c"), str(BROKEN / "broken.c")],
+                            capture_output=True, text=True, timeout=120)
+        if cc.returncode != 0:
+            pytest.skip(f"cannot build broken-{name} statically (gcc and libc6-dev needed): {cc.stderr.strip()[-300:]}")
+        (ctx / "Dockerfile").write_text('FROM scratch\nCOPY server /server\nEXPOSE 7\nCMD ["/server"]\n')
+        tag = f"echoconf-test-broken-{name}:test"
+        b = subprocess.run(["docker", "build", "-q", "-t", tag, str(ctx)], capture_output=True, text=True, timeout=120)
+        if b.returncode != 0:
+            pytest.skip(f"cannot build the broken-{name} image: {b.stderr.strip()[-300:]}")
+        tags[name] = tag
+    return tags
+
+
+OBSERVED = ["robust.no-busy-loop", "robust.fd-leak", "robust.bounded-memory"]
+
+
+@pytest.mark.parametrize("name, caught", [("busy-loop", "robust.no-busy-loop"), ("fd-leak", "robust.fd-leak")])
+def test_image_observed_like_a_local_process(broken_images: dict[str, str], name: str, caught: str,
+                                             tmp_path: Path) -> None:
+    argv = ["run", "--image", broken_images[name], "--port", "7", "--profile", "quick", "--report", str(tmp_path)]
+    for c in OBSERVED:
+        argv += ["--case", c]
+    p = run(*argv, timeout=180)
+    assert p.returncode == 1, p.stdout + p.stderr
+    got = outcomes(load_report(tmp_path / "default"))
+    assert got[caught] == "failed", got
+    assert not any(o in ("skipped", "error") for o in got.values()), got
+
+
+def test_reference_image_passes_the_observed_cases(tmp_path: Path) -> None:
+    argv = ["run", "--image", "echoconf:latest", "--command-in-image", "echo-epoll --port 7",
+            "--profile", "quick", "--strict", "--report", str(tmp_path)]
+    for c in OBSERVED:
+        argv += ["--case", c]
+    p = run(*argv, timeout=180)
+    assert p.returncode == 0, p.stdout + p.stderr
+    doc = load_report(tmp_path / "default")
+    got = outcomes(doc)
+    assert {c: got[c] for c in OBSERVED} == {c: "passed" for c in OBSERVED}, got
+    # The run's options reach the harness; an image run has a hang bound unless told otherwise.
+    assert doc["strict"] is True and doc["hang_bound"] == 5.0, (doc["strict"], doc["hang_bound"])

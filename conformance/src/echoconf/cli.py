@@ -47,7 +47,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, help="seed for Hypothesis and every random choice (replay)")
     r.add_argument("--hang-bound", type=float, metavar="SECONDS",
                    help="a stream on which nothing moves for SECONDS fails as a timeout at once "
-                        "instead of at its case's deadline (proves hanging servers faster)")
+                        "instead of at its case's deadline (proves hanging servers faster); "
+                        "--image: 5 unless given, 0 for none")
     r.add_argument("--profile", default="default", choices=["quick", "default", "thorough"])
     r.add_argument("--time-scale", type=_time_scale, metavar="F",
                    help="multiply every network deadline by F >= 1 (a slow or remote link); default: "

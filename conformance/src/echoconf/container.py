@@ -12,6 +12,7 @@ after its first client meets that client in a case.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -20,6 +21,7 @@ from .target import HarnessError, Target
 
 RESTART_TIMEOUT = 15.0  # a restart must listen again within this (bind may wait out TIME_WAIT)
 _ALIVE = ("running", "paused", "restarting", "created")
+INITS = ("docker-init", "tini", "dumb-init")  # a container's init that runs the server as its child
 
 
 class ContainerTarget(Target):
@@ -31,6 +33,7 @@ class ContainerTarget(Target):
     owned = False
 
     def __init__(self, container: str, host: str, port: int, restart_timeout: float = RESTART_TIMEOUT) -> None:
+        self._seen: bool | None = None
         self.container = container
         self._addr: Addr = (host, port)
         self.name = f"{host}:{port}"
@@ -100,6 +103,61 @@ class ContainerTarget(Target):
     @property
     def addr(self) -> Addr:
         return self._addr
+
+    @property
+    def observable(self) -> bool:  # type: ignore[override]
+        """Whether the container's processes are this host's: the harness runs in the engine's
+        PID namespace (on the Docker host, not in a container of its own), as root. Then
+        /proc/PID of the container's main process gives its descriptors, memory and run time
+        exactly as for a local process."""
+        if self._seen is None:
+            try:
+                self.pid
+                self._seen = True
+            except HarnessError:
+                self._seen = False
+        return self._seen
+
+    @property
+    def session(self) -> int:
+        """The container's first process (Docker's State.Pid), as this host sees it: it leads the
+        session of every process in the container. Checked against its cgroup: in another PID
+        namespace the same number is another process."""
+        st = self._state()
+        pid = int(st.get("Pid") or 0)
+        if pid <= 0:
+            raise HarnessError(f"the server container {self.container} is not running")
+        cid = self._container().id
+        try:
+            with open(f"/proc/{pid}/cgroup") as f:
+                mine = cid in f.read()
+        except OSError:
+            mine = False
+        if not mine:
+            raise HarnessError(f"the processes of container {self.container} cannot be seen from here "
+                               "(the harness runs in another PID namespace than the Docker engine)")
+        if not os.access(f"/proc/{pid}/fd", os.R_OK):
+            raise HarnessError(f"the processes of container {self.container} cannot be seen from here "
+                               "(reading their descriptors needs root)")
+        return pid
+
+    @property
+    def pid(self) -> int:
+        """The server's main process: the container's first process, or, when that is an init
+        (`docker run --init`, as the lab starts servers: docker-init, tini), the one it runs."""
+        first = self.session
+        try:
+            with open(f"/proc/{first}/comm") as f:
+                comm = f.read().strip()
+            if comm not in INITS:
+                return first
+            with open(f"/proc/{first}/task/{first}/children") as f:
+                children = f.read().split()
+        except OSError as e:
+            raise HarnessError(f"the server container {self.container} ended: {e}") from None
+        if not children:
+            raise HarnessError(f"the init of container {self.container} runs no server")
+        return int(children[0])
 
     def death(self, grace: float = 0.0) -> str | None:
         """How the container died ("the server container exited with status 0; its last output:

@@ -54,6 +54,12 @@ NOFILE_CASE = ("echo.concurrent", "echo::echo.concurrent", 64)  # case id, pytes
 
 Line = Callable[[str], None]
 
+# The hang bound of an --image run unless --hang-bound says otherwise (0: none). A server in a
+# container that stops answering would otherwise hold each case to its full deadline (two
+# hanging images took 145 s); a correct server is never silent this long on a stream the
+# client is reading (a client holding back its reads on purpose is not counted).
+IMAGE_HANG_BOUND = 5.0
+
 
 def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
@@ -509,6 +515,13 @@ def run(args: argparse.Namespace) -> int:
         extra += ["--xfail", x]
     if args.pytest_output:
         extra += ["--pytest-output"]
+    if args.strict:
+        extra += ["--strict"]
+    hang = IMAGE_HANG_BOUND if args.hang_bound is None else args.hang_bound
+    if hang:
+        extra += ["--hang-bound", f"{hang:g}"]
+    if args.time_scale is not None:
+        extra += ["--time-scale", repr(args.time_scale)]
 
     def line(text: str) -> None:
         print(text, flush=True)

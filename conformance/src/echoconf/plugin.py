@@ -71,7 +71,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for line in ("case(id, level, requirement, fm): declares a conformance case",
                  "needs(capability): the case needs an implementation capability",
-                 "owned: the case needs the harness to own the server process",
+                 "owned: the case needs the harness to see the server's processes, or to start "
+                 "private instances of it (fixture fresh_server)",
                  "parks(fn, rank): the case's connection may wait while private-server cases run",
                  "bound(fn): the case's hard bound (pytest-timeout) as a function of the profile"):
         config.addinivalue_line("markers", line)
@@ -346,8 +347,14 @@ class EchoconfRun:
             if cap not in self.capabilities:
                 pytest.skip(f"needs capability '{cap}', which {self.label()} does not declare")
         if item.get_closest_marker("owned") and self.spec is None:
-            pytest.skip("needs the harness to own the server process (--command, --builtin or "
-                        "--impl); a --target server can only be connected to")
+            if "fresh_server" in item.fixturenames:
+                pytest.skip("needs private instances of the server, which the harness starts for "
+                            "--command, --builtin or --impl; a --target server can only be connected to")
+            remote = getattr(self, "remote", None)
+            if remote is None or not remote.observable:
+                pytest.skip("needs to see the server's processes (--command, --builtin, --impl, or "
+                            "--image with the harness on the Docker host); a --target server can only "
+                            "be connected to")
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:

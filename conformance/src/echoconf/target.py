@@ -124,7 +124,8 @@ class Instance:
 class Target:
     """Base: something with an address."""
 
-    owned = False
+    owned = False  # the harness starts this server: it can start private instances too
+    observable = False  # the harness sees the server's processes (`pid`, /proc of this host)
     name = ""
 
     @property
@@ -140,9 +141,38 @@ class Target:
     def death(self, grace: float = 0.0) -> str | None:
         return None
 
+    @property
+    def pid(self) -> int:
+        """The server's main process, as this host sees it (observable targets)."""
+        raise HarnessError(f"the processes of {self.name or 'the server'} cannot be seen from here")
+
+    @property
+    def session(self) -> int:
+        """The session the server's processes are in: a server started in a session of its own
+        leads it."""
+        return self.pid
+
     def work_meter(self) -> WorkMeter | None:
-        """How busy the server's own processes are (client.probe), where the harness can see them."""
-        return None
+        """Seconds that the processes of the server's session (it and all it forked, also
+        those reparented) were runnable since the previous call; None when they cannot be
+        seen. For client.probe: a busy server is slow, an idle one stuck."""
+        if not self.observable:
+            return None
+        try:
+            sid = self.session
+        except HarnessError:
+            return None
+        last = session_runnable_ns(sid)
+
+        def since() -> float:
+            nonlocal last
+            now = session_runnable_ns(sid)
+            # A thread born since counts from its birth; one that ended meanwhile is lost.
+            ns = sum(max(0, v - last.get(k, 0)) for k, v in now.items())
+            last = now
+            return ns / 1e9
+
+        return since
 
     def stop(self) -> None:
         pass
@@ -242,6 +272,7 @@ class OwnedServer(Target):
     """A server process the harness starts, watches, restarts and stops."""
 
     owned = True
+    observable = True
 
     def __init__(self, spec: ServerSpec, *, wrap: Callable[[list[str]], list[str]] | None = None,
                  factory: SocketFactory | None = None, hold_fds: int = 0,
@@ -403,24 +434,6 @@ class OwnedServer(Target):
 
     def factory(self) -> SocketFactory | None:
         return self._factory
-
-    def work_meter(self) -> WorkMeter | None:
-        """Seconds that the processes of the server's session (it and all it forked, also
-        those reparented) were runnable since the previous call; None when not running."""
-        if self.inst is None:
-            return None
-        sid = self.inst.proc.pid  # start_new_session: the server leads a session of its own
-        last = session_runnable_ns(sid)
-
-        def since() -> float:
-            nonlocal last
-            now = session_runnable_ns(sid)
-            # A thread born since counts from its birth; one that ended meanwhile is lost.
-            ns = sum(max(0, v - last.get(k, 0)) for k, v in now.items())
-            last = now
-            return ns / 1e9
-
-        return since
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "builtin" if self.spec.announces else "command",

@@ -55,14 +55,14 @@ def test_stalled_reader(server: Target, ctx: Ctx) -> None:
       timeout=90,
       grade="must", why="buffering without bound ends in an out-of-memory death: TCP flow control must push back")
 def test_bounded_memory(server: Target) -> None:
-    owned = isinstance(server, OwnedServer)
+    owned = server.observable  # its memory can be read
     rss0 = proc_stat(server.pid)["rss"] if owned else 0
     a = connect(server.addr, 2.0, rcvbuf=4 * KiB, factory=server.factory())
     try:
         # A stall of 1 s, not less: on a loaded machine a server that buffers without bound can
         # be descheduled for a few tenths of a second and look as if it had stopped reading.
         sent = fill_until_stall(a, 256 * MiB, Deadline(30.0), stall=1.0)
-        rss1 = proc_stat(server.pid)["rss"] if owned and isinstance(server, OwnedServer) and server.alive() else rss0
+        rss1 = proc_stat(server.pid)["rss"] if owned and not server.death() else rss0
     finally:
         finish(a, timeout=5.0)
     if sent >= 64 * MiB:
@@ -81,7 +81,7 @@ def test_bounded_memory(server: Target) -> None:
       "sits half-closed with its echo unread (one-at-a-time servers: the same connection), no thread of "
       "the server is runnable (on a CPU or queued for one) half of 1 s (0.5 s quick, 2 s thorough)", fm=["FM-03", "FM-19"], owned=True,
       grade="must", why="spinning burns a core and starves the host: an echo server waits for its sockets")
-def test_no_busy_loop(server: OwnedServer, ctx: Ctx) -> None:
+def test_no_busy_loop(server: Target, ctx: Ctx) -> None:
     socks: list[socket.socket] = []
     try:
         a = connect(server.addr, 2.0, rcvbuf=4 * KiB, factory=server.factory())
@@ -116,7 +116,7 @@ def test_no_busy_loop(server: OwnedServer, ctx: Ctx) -> None:
       "2000 thorough): descriptor count returns to baseline +-2", fm=["FM-11"], owned=True,
       timeout=lambda p: 60 + p.cycles * (2.0 + 2.0),
       grade="must", why="a descriptor leaked per connection ends in a server that can accept no one")
-def test_fd_leak(server: OwnedServer, ctx: Ctx) -> None:
+def test_fd_leak(server: Target, ctx: Ctx) -> None:
     alive(server, "starting")
     base = fd_count(server.pid)
     n = ctx.profile.cycles
