@@ -51,3 +51,15 @@ def test_skipped_bytes_named() -> None:
     exp = random.Random(1).randbytes(1024)
     v = StreamCheck("x", exp, exp[:100] + exp[300:], FIN).verdict()
     assert v is not None and "skipped" in v.detail["message"]
+
+
+def test_nul_blamed_only_on_a_server_that_never_echoed_one() -> None:
+    sentinel = b"<echoconf-sentinel>"
+    data = b"\x00" * 1000 + b"abc"
+    # A C-string server: the echo stops at the first NUL, the next write's bytes follow.
+    v = StreamCheck("x", b"abc" + data + sentinel, b"abc" + sentinel, TIMEOUT).verdict()
+    assert v is not None and "C string (FM-20)" in v.detail["message"]
+    # NULs echoed, then a run of them lost before the sentinel: bytes skipped, not a C string.
+    v = StreamCheck("x", data + sentinel, data[:400] + sentinel, TIMEOUT).verdict()
+    assert v is not None and "skipped 603 bytes" in v.detail["message"], v.detail["message"]
+    assert "C string" not in v.detail["message"]
