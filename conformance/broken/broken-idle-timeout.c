@@ -22,6 +22,7 @@ struct conn {
 	size_t off, len; /* buf[off, len) is still owed to the client */
 	bool eof;        /* the client has shut down its sending side */
 	long long last_active; /* ms: last byte read or written */
+	bool talked;           /* it has sent something: only then does the timer run */
 	char buf[BUF_SIZE];
 };
 
@@ -34,9 +35,10 @@ static long long now_ms(void)
 }
 
 /* A client still reading echo the kernel holds for it is not idle, nor is one whose input
- * is already here (a poll event): only silence both ways starts the timer. Without this,
- * time the harness spends reading a large echo on a loaded machine would count, and the
- * bug would show in cases that are not about idleness, in some runs only. */
+ * is already here (a poll event), nor one that has not sent anything yet (a case connecting
+ * many clients before the first sends): only silence both ways after some traffic starts
+ * the timer. Otherwise time the harness spends elsewhere on a loaded machine would count,
+ * and the bug would show in cases that are not about idleness, in some runs only. */
 static bool draining(struct conn *c)
 {
 	int queued = 0;
@@ -54,6 +56,7 @@ static bool serve(struct conn *c, short revents)
 		ssize_t n = read(c->fd, c->buf + c->len, BUF_SIZE - c->len);
 		if (n > 0) {
 			c->len += (size_t)n;
+			c->talked = true;
 			c->last_active = now_ms();
 		} else if (n == 0)
 			c->eof = true;
@@ -109,8 +112,8 @@ int main(int argc, char **argv)
 		/* Walk backwards so that removing entry i keeps the others in place. */
 		for (size_t i = nconns; i-- > 0;) {
 			struct conn *c = conns[i];
-			bool idle = pfds[i + 1].revents == 0 && c->off == c->len && !draining(c) &&
-				    now_ms() - c->last_active > IDLE_TIMEOUT_MS;
+			bool idle = c->talked && pfds[i + 1].revents == 0 && c->off == c->len &&
+				    !draining(c) && now_ms() - c->last_active > IDLE_TIMEOUT_MS;
 			if (!idle && (pfds[i + 1].revents == 0 || serve(c, pfds[i + 1].revents)))
 				continue;
 			close(conns[i]->fd);
