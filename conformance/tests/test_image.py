@@ -111,22 +111,25 @@ def test_short_write_bug_only_tiny_buffers_expose(short_write_image: str, tmp_pa
 DYING = Path(__file__).resolve().parent / "servers" / "dying"
 
 
+def _static_image(ctx: Path, tag: str, gcc_args: list[str], dockerfile: str) -> str:
+    """A static C server (`gcc -static … gcc_args`) in an image FROM scratch; the test is skipped
+    with the reason when gcc, libc6-dev or the engine cannot build it."""
+    cc = subprocess.run(["gcc", "-static", "-O2", "-pthread", "-o", str(ctx / "server"), *gcc_args],
+                        capture_output=True, text=True, timeout=120)
+    if cc.returncode != 0:
+        pytest.skip(f"cannot build {tag} statically (gcc and libc6-dev needed): {cc.stderr.strip()[-300:]}")
+    (ctx / "Dockerfile").write_text(dockerfile)
+    b = subprocess.run(["docker", "build", "-q", "-t", tag, str(ctx)], capture_output=True, text=True, timeout=120)
+    if b.returncode != 0:
+        pytest.skip(f"cannot build the image {tag}: {b.stderr.strip()[-300:]}")
+    return tag
+
+
 @pytest.fixture(scope="module")
 def dying_images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    tags = {}
-    for name in ("sigpipe-on-reset", "exit-after-first-client"):
-        ctx = tmp_path_factory.mktemp(name)
-        cc = subprocess.run(["gcc", "-static", "-O2", "-pthread", "-o", str(ctx / "server"), str(DYING / f"{name}.c")],
-                            capture_output=True, text=True, timeout=120)
-        if cc.returncode != 0:
-            pytest.skip(f"cannot build {name}.c statically (gcc and libc6-dev needed): {cc.stderr.strip()[-300:]}")
-        (ctx / "Dockerfile").write_text((DYING / "Dockerfile").read_text())
-        tag = f"echoconf-test-{name}:test"
-        b = subprocess.run(["docker", "build", "-q", "-t", tag, str(ctx)], capture_output=True, text=True, timeout=120)
-        if b.returncode != 0:
-            pytest.skip(f"cannot build the {name} image: {b.stderr.strip()[-300:]}")
-        tags[name] = tag
-    return tags
+    return {name: _static_image(tmp_path_factory.mktemp(name), f"echoconf-test-{name}:test",
+                                [str(DYING / f"{name}.c")], (DYING / "Dockerfile").read_text())
+            for name in ("sigpipe-on-reset", "exit-after-first-client")}
 
 
 def _case_detail(doc: dict, cid: str) -> dict:
@@ -201,21 +204,11 @@ BROKEN = REPO / "conformance" / "broken"
 
 @pytest.fixture(scope="module")
 def broken_images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    tags = {}
-    for name in ("busy-loop", "fd-leak"):
-        ctx = tmp_path_factory.mktemp(name)
-        cc = subprocess.run(["gcc", "-std=c11", "-D_GNU_SOURCE", "-static", "-O2", "-pthread", "-I", str(BROKEN),
-                             "-o", str(ctx / "server"), str(BROKEN / f"broken-{name}.c"), str(BROKEN / "broken.c")],
-                            capture_output=True, text=True, timeout=120)
-        if cc.returncode != 0:
-            pytest.skip(f"cannot build broken-{name} statically (gcc and libc6-dev needed): {cc.stderr.strip()[-300:]}")
-        (ctx / "Dockerfile").write_text('FROM scratch\nCOPY server /server\nEXPOSE 7\nCMD ["/server"]\n')
-        tag = f"echoconf-test-broken-{name}:test"
-        b = subprocess.run(["docker", "build", "-q", "-t", tag, str(ctx)], capture_output=True, text=True, timeout=120)
-        if b.returncode != 0:
-            pytest.skip(f"cannot build the broken-{name} image: {b.stderr.strip()[-300:]}")
-        tags[name] = tag
-    return tags
+    return {name: _static_image(tmp_path_factory.mktemp(name), f"echoconf-test-broken-{name}:test",
+                                ["-std=c11", "-D_GNU_SOURCE", "-I", str(BROKEN), str(BROKEN / f"broken-{name}.c"),
+                                 str(BROKEN / "broken.c")],
+                                'FROM scratch\nCOPY server /server\nEXPOSE 7\nCMD ["/server"]\n')
+            for name in ("busy-loop", "fd-leak")}
 
 
 OBSERVED = ["robust.no-busy-loop", "robust.fd-leak", "robust.bounded-memory"]
