@@ -2,13 +2,17 @@
 """A select() echo server with one classic bug: it ignores send()'s return value on a
 non-blocking socket, so when the kernel takes only part of a chunk the rest is silently lost.
 Everything else is done right: dual-stack listener, bounded buffer per connection (it stops
-reading at 64 KiB pending), half-close (FIN after the last byte), resets survived, SIGTERM ends
-it with status 0. With ordinary socket buffers, select() reports a socket writable only when a
+reading at 64 KiB pending), half-close (FIN after the last byte), resets survived, at the
+descriptor limit a reserve descriptor accepts and closes the clients it cannot serve (no spin on
+a listener it cannot accept from), a connection on a descriptor select() cannot watch (1024 and
+up) is closed at once, SIGTERM ends it with status 0. With ordinary socket buffers, select() reports a socket writable only when a
 whole 4 KiB chunk fits, so the bug hides; with 4 KiB kernel buffers nearly every send is short.
 
     echo_select.py [--host ADDR] [--port N]      prints `listening ADDR PORT` when ready
 """
 import argparse
+import errno
+import os
 import select
 import signal
 import socket
@@ -16,6 +20,7 @@ import sys
 
 CHUNK = 4096
 BOUND = 64 * 1024
+FD_SETSIZE = 1024  # select() takes no descriptor from here up (glibc's fd_set)
 
 
 def listener(host: str, port: int) -> socket.socket:
@@ -43,6 +48,7 @@ def main() -> int:
     print(f"listening {addr[0]} {addr[1]}", flush=True)
     pending: dict[socket.socket, bytearray] = {}
     eof: set[socket.socket] = set()
+    reserve = os.open(os.devnull, os.O_RDONLY)
 
     def drop(c: socket.socket) -> None:
         pending.pop(c, None)
@@ -57,7 +63,18 @@ def main() -> int:
             if c is lsock:
                 try:
                     conn, _ = lsock.accept()
-                except OSError:
+                except OSError as e:
+                    if e.errno in (errno.EMFILE, errno.ENFILE):
+                        # Out of descriptors: free the reserve one to take the client and close it.
+                        os.close(reserve)
+                        try:
+                            lsock.accept()[0].close()
+                        except OSError:
+                            pass
+                        reserve = os.open(os.devnull, os.O_RDONLY)
+                    continue
+                if conn.fileno() >= FD_SETSIZE:
+                    conn.close()  # select() cannot watch it
                     continue
                 conn.setblocking(False)
                 pending[conn] = bytearray()
