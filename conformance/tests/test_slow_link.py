@@ -58,7 +58,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from conftest import CONFORMANCE, ECHOCONF, REPO, load_report, outcomes
+from conftest import ECHOCONF, REPO, load_report, outcomes
 
 from echoconf.netns import NetNS, NetnsUnavailable
 from echoconf.registry import find_binary
