@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -203,21 +204,30 @@ BROKEN = REPO / "conformance" / "broken"
 
 
 @pytest.fixture(scope="module")
-def broken_images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    return {name: _static_image(tmp_path_factory.mktemp(name), f"echoconf-test-broken-{name}:test",
-                                ["-std=c11", "-D_GNU_SOURCE", "-I", str(BROKEN), str(BROKEN / f"broken-{name}.c"),
-                                 str(BROKEN / "broken.c")],
-                                'FROM scratch\nCOPY server /server\nEXPOSE 7\nCMD ["/server"]\n')
-            for name in ("busy-loop", "fd-leak")}
+def broken_image(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], str]:
+    """broken_image(NAME): conformance/broken/broken-NAME.c built as the release preset builds
+    it (_FORTIFY_SOURCE included: broken-fd-setsize's abort needs it), static, FROM scratch."""
+    built: dict[str, str] = {}
+
+    def get(name: str) -> str:
+        if name not in built:
+            built[name] = _static_image(
+                tmp_path_factory.mktemp(name), f"echoconf-test-broken-{name}:test",
+                ["-std=c11", "-D_GNU_SOURCE", "-DNDEBUG", "-D_FORTIFY_SOURCE=2", "-I", str(BROKEN),
+                 str(BROKEN / f"broken-{name}.c"), str(BROKEN / "broken.c")],
+                'FROM scratch\nCOPY server /server\nEXPOSE 7\nCMD ["/server"]\n')
+        return built[name]
+
+    return get
 
 
 OBSERVED = ["robust.no-busy-loop", "robust.fd-leak", "robust.bounded-memory"]
 
 
 @pytest.mark.parametrize("name, caught", [("busy-loop", "robust.no-busy-loop"), ("fd-leak", "robust.fd-leak")])
-def test_image_observed_like_a_local_process(broken_images: dict[str, str], name: str, caught: str,
+def test_image_observed_like_a_local_process(broken_image: Callable[[str], str], name: str, caught: str,
                                              tmp_path: Path) -> None:
-    argv = ["run", "--image", broken_images[name], "--port", "7", "--profile", "quick", "--report", str(tmp_path)]
+    argv = ["run", "--image", broken_image(name), "--port", "7", "--profile", "quick", "--report", str(tmp_path)]
     for c in OBSERVED:
         argv += ["--case", c]
     p = run(*argv, timeout=180)
@@ -239,3 +249,44 @@ def test_reference_image_passes_the_observed_cases(tmp_path: Path) -> None:
     assert {c: got[c] for c in OBSERVED} == {c: "passed" for c in OBSERVED}, got
     # The run's options reach the harness; an image run has a hang bound unless told otherwise.
     assert doc["strict"] is True and doc["hang_bound"] == 5.0, (doc["strict"], doc["hang_bound"])
+
+
+# --------------------------------------------------------------------------------------------
+# The cases that start private instances of the server (fixture fresh_server) start the image
+# again under --image (fresh_container.py): limits, signals, a kill and restart in the same
+# network namespace, tiny buffers, a dual-stack network, descriptors held by echoconf-hold-fds.
+# Each broken server fails there exactly the private cases its registry entry says it fails
+# locally; the reference image passes them all.
+
+PRIVATE = ["robust.fd-exhaustion", "robust.fd-exhaustion-prompt", "robust.fd-setsize", "robust.eintr",
+           "robust.restart-rebind", "partial.tiny-buffers", "robust.ipv6"]
+
+
+def _private_run(image: str, out: Path, cases: list[str], *extra: str) -> tuple[subprocess.CompletedProcess, dict]:
+    argv = ["run", "--image", image, "--port", "7", "--profile", "quick", "--capability", "concurrent",
+            "--capability", "ipv6", "--report", str(out), *extra]
+    for c in cases:
+        argv += ["--case", c]
+    p = run(*argv, timeout=300)
+    return p, outcomes(load_report(out / "default"))
+
+
+def test_reference_image_passes_the_private_instance_cases(tmp_path: Path) -> None:
+    p, got = _private_run("echoconf:latest", tmp_path, PRIVATE, "--command-in-image", "echo-epoll --port 7",
+                          "--strict")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert {c: got[c] for c in PRIVATE} == {c: "passed" for c in PRIVATE}, got
+
+
+@pytest.mark.parametrize("name", ["eintr-fatal", "no-reuseaddr", "fd-setsize", "emfile-spin", "ipv4-only",
+                                  "short-write"])
+def test_image_private_instances_fail_like_local_ones(broken_image: Callable[[str], str], name: str,
+                                                      tmp_path: Path) -> None:
+    from echoconf import registry
+
+    must_fail = set(registry.load()[f"broken.{name}"].must_fail)
+    judged = [c for c in PRIVATE if c in must_fail]
+    assert judged, f"broken.{name} fails none of the private-instance cases locally"
+    p, got = _private_run(broken_image(name), tmp_path, judged, "--strict")
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert {c: got[c] for c in judged} == {c: "failed" for c in judged}, got

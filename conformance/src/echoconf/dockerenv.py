@@ -34,7 +34,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import docker
 import docker.errors
@@ -47,6 +47,8 @@ IMAGE = "echoconf:latest"
 BASE_IMAGE = "debian:bookworm-slim"
 DOCKERFILE = "docker/Dockerfile"
 LABEL = "org.echoconf"  # every container and network this module creates carries LABEL.lab
+PROFILE_LABEL = f"{LABEL}.profile"  # on a server container: the environment profile it runs under
+HOLD_FDS_PATH = "/.echoconf-hold-fds"  # where a server container sees echoconf-hold-fds
 CONTEXT_LABEL = "org.echoconf.context"  # image label: hash of the build context it was built from
 READY_TIMEOUT = 10.0
 LISTENING = re.compile(r"^listening (\S+) (\d+)\s*$", re.MULTILINE)
@@ -720,18 +722,40 @@ class Lab:
         ready_timeout: float = READY_TIMEOUT,
         name: str | None = None,
         environment: dict[str, str] | None = None,
+        sysctls: dict[str, str] | None = None,
+        ipv6: bool = False,
+        hold_fds: int = 0,
+        hold_fds_launcher: str | None = None,
     ) -> ServerContainer:
         """Run `image` (with `command`, `{port}` substituted; None: the image's own command, which
         must listen on `port`) under the profile, on the lab's internal network; returns once it
-        listens. DockerEnvError (ServerDied) when it never does."""
+        listens. DockerEnvError (ServerDied) when it never does.
+
+        For a private instance (`fresh_container.FreshContainer`): `sysctls` on top of the
+        profile's, a dual-stack network with `ipv6`, and `hold_fds` descriptors held open in the
+        server's process by `hold_fds_launcher` (a static echoconf-hold-fds, bind-mounted and
+        put before the image's entrypoint)."""
         prof = profile(profile_name)
-        net = self.network(ipv6=prof.ipv6)
+        net = self.network(ipv6=prof.ipv6 or ipv6)
         argv: list[str] | None = None
         if command is not None:
             parts = command.split() if isinstance(command, str) else list(command)
             argv = [p.replace("{port}", str(port)) for p in parts]
         slug = re.sub(r"[^a-zA-Z0-9_.-]+", "-", name or (argv[0] if argv else image.split("/")[-1]))[:40]
         base = f"echoconf-{self.id}-{slug}-{prof.name}-{random.randrange(16**4):04x}"
+        extra: dict[str, Any] = {}
+        if hold_fds:
+            if not hold_fds_launcher:
+                raise DockerEnvError("holding descriptors in a server container needs echoconf-hold-fds "
+                                     "(cmake --workflow --preset release builds it)")
+            try:
+                entry = self.client.images.get(image).attrs["Config"].get("Entrypoint") or []
+            except docker.errors.DockerException as e:
+                raise DockerEnvError(f"cannot inspect {image}: {e}") from e
+            if argv is None:
+                argv = self.client.images.get(image).attrs["Config"].get("Cmd") or []
+            extra = {"entrypoint": [HOLD_FDS_PATH, str(hold_fds), *entry],
+                     "volumes": {hold_fds_launcher: {"bind": HOLD_FDS_PATH, "mode": "ro"}}}
         try:
             self.client.images.get(self.holder_image)
         except docker.errors.ImageNotFound:
@@ -744,7 +768,8 @@ class Lab:
             self.holder_image, ["sleep", "infinity"], name=f"{base}-net", labels=self._labels(),
             hostname=slug[:60],
             host_config=api.create_host_config(network_mode=net.name, init=True,
-                                               sysctls=prof.sysctls or None, mem_limit="16m"),
+                                               sysctls={**prof.sysctls, **(sysctls or {})} or None,
+                                               mem_limit="16m"),
             networking_config=api.create_networking_config({net.name: endpoint}),
         )
         holder = self.client.containers.get(made["Id"])
@@ -759,8 +784,8 @@ class Lab:
         try:
             server = self.client.containers.run(
                 image, argv, name=base, detach=True, init=True, network_mode=f"container:{holder.id}",
-                ulimits=ulimits, nano_cpus=prof.nano_cpus, labels=self._labels(),
-                environment=environment, **mem,
+                ulimits=ulimits, nano_cpus=prof.nano_cpus, labels={**self._labels(), PROFILE_LABEL: prof.name},
+                environment=environment, **mem, **extra,
             )
         except docker.errors.DockerException as e:
             holder.remove(force=True)

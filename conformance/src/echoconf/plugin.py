@@ -8,8 +8,6 @@ under its case id; junit names are case ids too.
 from __future__ import annotations
 
 import fnmatch
-import json
-import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +18,7 @@ from hypothesis import HealthCheck, settings
 
 from . import client, pathscale, registry, report
 from .caselib import PROFILES, Ctx
+from .netns import NetNS, NetnsUnavailable
 from .oracle import CaseFailure
 from .target import HarnessError, OwnedServer, RemoteTarget, ServerSpec, Target
 
@@ -130,6 +129,7 @@ class EchoconfRun:
         self.parked: dict[str, Any] = {}  # node id -> Parked
         self.shared_users: list[str] = []  # node ids of the cases that used the shared server
         self.charged: str | None = None  # the death already charged to a case, until a restart
+        self.private: Any = None  # fresh_container.FreshContainers under --image
         self._configure_target(opt)
         self.time_scale: dict[str, Any] = pathscale.setup(self, opt)  # see pathscale.py
         settings.load_profile(f"echoconf-{self.profile.name}")
@@ -185,7 +185,10 @@ class EchoconfRun:
             if opt.echoconf_container:
                 from .container import ContainerTarget
 
+                from .fresh_container import FreshContainers
+
                 self.remote = ContainerTarget(opt.echoconf_container, host.strip("[]"), int(port))
+                self.private = FreshContainers(self.remote)
             else:
                 self.remote = RemoteTarget(host.strip("[]"), int(port))
         elif not self.list_only:
@@ -348,8 +351,13 @@ class EchoconfRun:
                 pytest.skip(f"needs capability '{cap}', which {self.label()} does not declare")
         if item.get_closest_marker("owned") and self.spec is None:
             if "fresh_server" in item.fixturenames:
-                pytest.skip("needs private instances of the server, which the harness starts for "
-                            "--command, --builtin or --impl; a --target server can only be connected to")
+                if self.private is None:
+                    pytest.skip("needs private instances of the server, which the harness starts for "
+                                "--command, --builtin, --impl or --image; a --target server can only be "
+                                "connected to")
+                why = self.private.unavailable()
+                if why:
+                    pytest.skip(f"needs private instances of the server image: {why}")
             remote = getattr(self, "remote", None)
             if remote is None or not remote.observable:
                 pytest.skip("needs to see the server's processes (--command, --builtin, --impl, or "
@@ -525,6 +533,8 @@ class EchoconfRun:
         if self.target is not None:
             self.target_desc = self.target.describe()
             self.target.stop()
+        if self.private is not None:
+            self.private.close()
         cases = self.cases()
         status = self.exit_status(int(exitstatus), cases)
         session.exitstatus = status
@@ -661,21 +671,49 @@ def fresh_server(request: pytest.FixtureRequest) -> Iterator[Callable[..., Owned
     """Start private server instances for cases that perturb the process (signals,
     limits, kills); each is stopped at the end of the case."""
     run = get_run(request.config)
-    if run.spec is None:
+    if run.spec is None and run.private is None:
         pytest.skip("needs the harness to own the server process")
-    started: list[OwnedServer] = []
+    started: list[Any] = []
 
-    def start(*, hold_fds: int = 0, host: str | None = None, wrap: Any = None,
-              factory: Any = None) -> OwnedServer:
+    namespaces: list[NetNS] = []
+
+    def start(*, hold_fds: int = 0, host: str | None = None, sysctls: dict[str, str] | None = None,
+              client_buffers: int | None = None) -> OwnedServer:
+        """A private instance: `hold_fds` descriptors held open in its process, listening on
+        `host` ("::": dual-stack), in a network namespace of its own with `sysctls`; the
+        case's client sockets get `client_buffers`-byte buffers (locally they are made in that
+        namespace and get them from its sysctls)."""
+        if run.private is not None:
+            from .fresh_container import CannotRun, tiny_buffers_factory
+
+            factory = tiny_buffers_factory(client_buffers) if client_buffers else None
+            try:
+                srv: Any = run.private.start(hold_fds=hold_fds, host=host, sysctls=sysctls, factory=factory)
+            except CannotRun as e:
+                pytest.skip(f"cannot run here: {e}")
+            started.append(srv)
+            return srv
         assert run.spec is not None
+        wrap = ns_factory = None
+        if sysctls:
+            try:
+                ns = NetNS(sysctls).__enter__()
+            except NetnsUnavailable as e:
+                pytest.skip(f"could not give the server a network namespace with {', '.join(sysctls)}: {e}")
+            namespaces.append(ns)
+            wrap, ns_factory = ns.wrap, ns.socket
         spec = run.spec.with_host(host) if host else run.spec
-        srv = OwnedServer(spec, hold_fds=hold_fds, wrap=wrap, factory=factory)
+        srv = OwnedServer(spec, hold_fds=hold_fds, wrap=wrap, factory=ns_factory)
         started.append(srv)
         srv.ensure_running()
         return srv
 
-    yield start
-    for srv in started:
-        srv.stop()
-        for h in srv.history:
-            run.fresh_history.append({"case": request.node.nodeid.split("::", 1)[-1], **h})
+    try:
+        yield start
+    finally:
+        for srv in started:
+            srv.stop()
+            for h in srv.history:
+                run.fresh_history.append({"case": request.node.nodeid.split("::", 1)[-1], **h})
+        for ns in namespaces:
+            ns.delete()

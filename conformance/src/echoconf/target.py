@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import os
 import re
+import resource
 import shlex
 import signal
 import socket
@@ -387,6 +388,12 @@ class OwnedServer(Target):
     def alive(self) -> bool:
         return self.inst is not None and self.inst.proc.poll() is None
 
+    def kill(self) -> None:
+        """SIGKILL the server (robust.restart-rebind); start() brings it back."""
+        if self.inst is not None:
+            self.inst.proc.kill()
+            self.inst.proc.wait(STOP_TIMEOUT)
+
     def stop(self) -> None:
         if self.inst is None:
             return
@@ -522,6 +529,35 @@ def session_runnable_ns(sid: int) -> dict[str, int]:
         if session == sid:
             out.update(runnable_ns(int(entry)))
     return out
+
+
+def lower_nofile(pid: int, limit: int) -> None:
+    """Set RLIMIT_NOFILE of process `pid` to `limit` (soft and hard). prlimit(2) on another
+    process needs the same user and group ids or CAP_SYS_RESOURCE; a harness without that
+    capability (a container's root, some sandboxes' root) lowering the limit of a server that
+    runs as another user (an image with USER 10001) does it from a helper with the server's
+    ids. HarnessError when neither can."""
+    try:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (limit, limit))
+        return
+    except PermissionError as e:
+        first = e
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            ids = {k: v.split() for k, _, v in (line.partition(":") for line in f) if k in ("Uid", "Gid")}
+        uid, gid = int(ids["Uid"][0]), int(ids["Gid"][0])
+    except (OSError, KeyError, ValueError, IndexError) as e:
+        raise HarnessError(f"cannot lower the descriptor limit of pid {pid}: {first}; its ids: {e}") from None
+    helper = [sys.executable, "-c", "import resource, sys; n = int(sys.argv[2]); "
+              "resource.prlimit(int(sys.argv[1]), resource.RLIMIT_NOFILE, (n, n))", str(pid), str(limit)]
+    try:
+        res = subprocess.run(helper, user=uid, group=gid, extra_groups=[], capture_output=True, text=True,
+                             timeout=10)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise HarnessError(f"cannot lower the descriptor limit of pid {pid}: {first}; as uid {uid}: {e}") from None
+    if res.returncode != 0:
+        tail = res.stderr.strip().splitlines()[-1:] or [f"exit {res.returncode}"]
+        raise HarnessError(f"cannot lower the descriptor limit of pid {pid}: {first}; as uid {uid}: {tail[0]}")
 
 
 def fd_count(pid: int) -> int:

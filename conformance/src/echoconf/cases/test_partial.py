@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-import pytest
-
 from echoconf.caselib import KiB, MiB, Ctx, case
 from echoconf.client import Deadline, Flow, chunked, connect, exchange
-from echoconf.netns import NetNS, NetnsUnavailable
 from echoconf.steps import SENTINEL, distinct, judge, roundtrip
 from echoconf.target import OwnedServer, Target
 
@@ -75,20 +72,10 @@ TINY = {"net.ipv4.tcp_wmem": "4096 4096 4096", "net.ipv4.tcp_rmem": "4096 4096 4
       "of 4 KiB: 4 MiB + 1 byte echo + half-close exact, then FIN", fm=["FM-01"], owned=True, timeout=90,
       grade="must", why="with small socket buffers nearly every write is short: the echo must still be exact")
 def test_tiny_buffers(fresh_server: Callable[..., OwnedServer], ctx: Ctx) -> None:
-    try:
-        ns = NetNS(TINY).__enter__()
-    except NetnsUnavailable as e:
-        pytest.skip(f"could not give the server tiny socket buffers: {e}")
-    srv = None
-    try:
-        srv = fresh_server(wrap=ns.wrap, factory=ns.socket)
-        # The odd byte, as in partial.burst-half-close: some read of the stream is shorter than
-        # the server's buffer, whatever its size, on every run.
-        roundtrip(srv, chunked(ctx.payload(4 * MiB + 1), 64 * KiB), "4 MiB + 1 byte through 4 KiB kernel "
-                  "socket buffers (nearly every send is short), then SHUT_WR", deadline=20,
-                  hint=SHORT_WRITE[:-1] + ", or output queued at the client's half-close was dropped (FM-05)",
-                  half_close=True)
-    finally:
-        if srv is not None:
-            srv.stop()
-        ns.delete()
+    srv = fresh_server(sysctls=TINY, client_buffers=4 * KiB)
+    # The odd byte, as in partial.burst-half-close: some read of the stream is shorter than
+    # the server's buffer, whatever its size, on every run.
+    roundtrip(srv, chunked(ctx.payload(4 * MiB + 1), 64 * KiB), "4 MiB + 1 byte through 4 KiB kernel "
+              "socket buffers (nearly every send is short), then SHUT_WR", deadline=20,
+              hint=SHORT_WRITE[:-1] + ", or output queued at the client's half-close was dropped (FM-05)",
+              half_close=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-import resource
 import selectors
 import signal
 import socket
@@ -18,9 +17,11 @@ import pytest
 from echoconf.caselib import KiB, MiB, Ctx, case
 from echoconf.client import (Deadline, connect, fill_until_stall, finish, probe, read_to_eof,
                              recv_exactly, reset, send_all)
+from echoconf.container import ContainerTarget
+from echoconf.fresh_container import FreshContainer
 from echoconf.oracle import CaseFailure, fail
 from echoconf.steps import alive, chunked, roundtrip, runnable_during, with_death
-from echoconf.target import HarnessError, OwnedServer, Target, fd_count, proc_stat
+from echoconf.target import HarnessError, OwnedServer, Target, fd_count, lower_nofile, proc_stat
 
 # A thread runnable (on a CPU or queued for one) more than half of a window in which the server
 # has nothing to do is spinning: a spinner is runnable about all of it, on an idle machine or
@@ -268,7 +269,7 @@ def exhaustion(request: pytest.FixtureRequest, fresh_server: Callable[..., Owned
 
 def _exhaust(srv: OwnedServer, ctx: Ctx) -> Exhaustion:
     base = fd_count(srv.pid)
-    resource.prlimit(srv.pid, resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
+    lower_nofile(srv.pid, NOFILE)
     n = NOFILE + 8
     socks: list[socket.socket] = []
     try:
@@ -443,9 +444,7 @@ def test_restart_rebind(fresh_server: Callable[..., OwnedServer], ctx: Ctx) -> N
                 send_all(s, b"hold", Deadline(2))
                 s.recv(4)
                 held.append(s)
-        assert srv.inst is not None
-        srv.inst.proc.kill()
-        srv.inst.proc.wait(5)
+        srv.kill()
         t0 = time.monotonic()
         try:
             srv.start(port)
@@ -471,8 +470,14 @@ def test_ipv6(server: Target, request: pytest.FixtureRequest) -> None:
     srv: Target = server
     if isinstance(server, OwnedServer) and server.spec.announces:
         srv = request.getfixturevalue("fresh_server")(host="::")
+    elif isinstance(server, ContainerTarget):
+        # A private instance of the image on a dual-stack network: its own addresses of both
+        # families, as [::1] and 127.0.0.1 are for a local server.
+        srv = request.getfixturevalue("fresh_server")(host="::")
     port = srv.addr[1]
     addrs = [(h, port) for h in (("::1", "127.0.0.1") if srv is not server else ("::1",))]
+    if isinstance(srv, FreshContainer):
+        addrs = srv.family_addrs()
     v6 = getattr(server, "ipv6_addresses", None)  # a --target: its own host's IPv6 address(es)
     if srv is server and v6 is not None:
         addrs, why = v6()

@@ -1,0 +1,166 @@
+"""Private instances of a server image, for the cases that perturb the server (fixture
+fresh_server) when the suite runs under `echoconf run --image`.
+
+Locally those cases start the server command again (`target.OwnedServer`). Here they start the
+image under test again, as the run's server container was started (same image, command, port
+and environment profile), on an internal network of this harness's own `dockerenv.Lab`:
+
+- robust.fd-exhaustion lowers RLIMIT_NOFILE with prlimit(2) on the server's pid, and robust.eintr
+  sends it SIGSTOP and SIGCONT, both as this host sees the process (the harness runs on the
+  Docker host, as root: `ContainerTarget.observable`);
+- robust.restart-rebind kills the server container and starts it again in the same network
+  namespace, which a holder container keeps: the old connections' sockets (TIME_WAIT) are
+  still there, as they are for a local process restarted on its port;
+- partial.tiny-buffers gives that namespace tcp_wmem/tcp_rmem of 4 KiB (sysctls on the holder);
+- robust.ipv6 puts the instance on a dual-stack network;
+- robust.fd-setsize runs the image's entrypoint under echoconf-hold-fds (a static binary,
+  bind-mounted), which holds 1016 descriptors open and execs it in place.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from .client import Addr, SocketFactory
+from .container import ContainerTarget
+from .target import HarnessError
+
+HOLD_FDS_BINARY = "echoconf-hold-fds"
+
+
+class CannotRun(HarnessError):
+    """The case's private instance cannot be had in this environment (the report says why)."""
+
+
+class FreshContainer(ContainerTarget):
+    """A private server container of a `Lab`, started like the run's `template` container, with
+    the case's settings. Stopped (both containers removed) at the end of the case."""
+
+    owned = True
+
+    def __init__(self, lab: Any, template: ContainerTarget, *, hold_fds: int = 0, host: str | None = None,
+                 sysctls: dict[str, str] | None = None, factory: SocketFactory | None = None) -> None:
+        from . import dockerenv as de
+        from . import registry
+
+        ctr = template._container()
+        cfg = ctr.attrs.get("Config") or {}
+        prof = de.profile((cfg.get("Labels") or {}).get(de.PROFILE_LABEL, "default"))
+        ipv6 = host is not None and ":" in host
+        want = dict(sysctls or {})
+        if ipv6:
+            want = {**de.PROFILES["ipv6"].sysctls, **want}
+        launcher = None
+        if hold_fds:
+            if prof.nofile is not None and prof.nofile < hold_fds + 64:
+                raise CannotRun(f"the environment profile {prof.name} limits the server to {prof.nofile} "
+                                f"descriptors: no room for {hold_fds} held ones")
+            path = registry.find_binary(HOLD_FDS_BINARY)
+            if path is None:
+                raise CannotRun(f"{HOLD_FDS_BINARY} not found in {', '.join(map(str, registry.bin_dirs()))}: "
+                                f"{registry.BUILD_HINT}")
+            launcher = str(path)
+        try:
+            self._srv = lab.start_server(
+                cfg.get("Image") or ctr.image.tags[0], cfg.get("Cmd"), template.addr[1], prof,
+                name=f"fresh-{ctr.name[-12:]}", sysctls=want, ipv6=ipv6, hold_fds=hold_fds,
+                hold_fds_launcher=launcher)
+        except de.DockerEnvError as e:
+            raise HarnessError(f"could not start a private instance of the server image: "
+                               f"{str(e).splitlines()[0]}") from None
+        self.first_start = self._srv.first_start or 0.0
+        # Under the ipv6 environment profile its IPv6 address, as for the run's server.
+        super().__init__(self._srv.name, self._srv.address, template.addr[1])
+        self._factory = factory
+        self.ipv4_address: str = self._srv.ipv4
+        self.ipv6_address: str | None = self._srv.ipv6
+
+    @property
+    def port(self) -> int:
+        return self.addr[1]
+
+    def factory(self) -> SocketFactory | None:
+        return self._factory
+
+    def family_addrs(self) -> list[Addr]:
+        """Where the instance is reached over each address family its network has: IPv6 first."""
+        return [(a, self.port) for a in (self.ipv6_address, self.ipv4_address) if a]
+
+    def kill(self) -> None:
+        """SIGKILL the server (its container's processes); the network namespace stays."""
+        import docker.errors
+
+        try:
+            ctr = self._container()
+            ctr.kill(signal="SIGKILL")
+            ctr.wait(timeout=10)
+        except docker.errors.DockerException as e:
+            raise HarnessError(f"could not kill the server container {self.container}: {e}") from None
+
+    def start(self, port: int | None = None) -> None:
+        """Start the killed container again in its network namespace and wait (bounded) until it
+        listens; HarnessError, with how it ended, when it does not."""
+        from . import dockerenv as de
+        import docker.errors
+
+        try:
+            self._container().start()
+            self._srv.wait_ready(self.restart_timeout)
+        except de.ServerDied as e:
+            raise HarnessError(f"the server {str(e).splitlines()[0].split(': ', 1)[-1]}") from None
+        except (de.DockerEnvError, docker.errors.DockerException) as e:
+            raise HarnessError(str(e).splitlines()[0]) from None
+
+    def stop(self) -> None:
+        self._srv.stop(timeout=2)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "kind": "private container"}
+
+
+def tiny_buffers_factory(size: int = 4096) -> SocketFactory:
+    """Client sockets with `size`-byte send and receive buffers: the server's namespace has tiny
+    buffers (sysctls), this side the client's, as when both are in one namespace locally."""
+
+    def make(family: int) -> socket.socket:
+        s = socket.socket(family, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+        return s
+
+    return make
+
+
+
+class FreshContainers:
+    """The private instances of one run: started on an internal network of a `Lab` made on
+    first use (the holder image is the run's server's own holder's), removed with it."""
+
+    def __init__(self, template: ContainerTarget) -> None:
+        self.template = template
+        self._lab: Any = None
+
+    def unavailable(self) -> str | None:
+        """Why private instances cannot be started here, or None."""
+        if not self.template.observable:
+            return ("the server container's processes cannot be seen from here (the harness runs in "
+                    "another PID namespace than the Docker engine, or not as root)")
+        return None
+
+    def start(self, **opts: Any) -> FreshContainer:
+        from . import dockerenv as de
+
+        if self._lab is None:
+            holder = self.template._holder
+            image = (holder.attrs.get("Config") or {}).get("Image") if holder is not None else None
+            try:
+                self._lab = de.Lab(holder_image=image or de.BASE_IMAGE)
+            except de.DockerEnvError as e:
+                raise HarnessError(f"cannot make a network for private server containers: {e}") from None
+        return FreshContainer(self._lab, self.template, **opts)
+
+    def close(self) -> None:
+        if self._lab is not None:
+            self._lab.close()
+            self._lab = None
