@@ -249,6 +249,11 @@ def test_reference_image_passes_the_observed_cases(tmp_path: Path) -> None:
     assert {c: got[c] for c in OBSERVED} == {c: "passed" for c in OBSERVED}, got
     # The run's options reach the harness; an image run has a hang bound unless told otherwise.
     assert doc["strict"] is True and doc["hang_bound"] == 5.0, (doc["strict"], doc["hang_bound"])
+    # The replay names the image, not the container's address, which is gone after the run.
+    replay = ("conformance/echoconf run --image echoconf:latest --port 7 --env-profile default "
+              "--command-in-image 'echo-epoll --port 7' --profile quick --seed 862 --hang-bound 5 --strict")
+    assert doc["replay"] == replay, doc["replay"]
+    assert f"replay: {replay}" in p.stdout, p.stdout
 
 
 # --------------------------------------------------------------------------------------------

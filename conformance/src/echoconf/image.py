@@ -291,7 +291,10 @@ def run_profile(
         extra += ["--without", cap]
     # The child harness watches the container: a death fails the case it happened in (exit
     # status, signal, OOM kill, output tail) and the container is restarted for the next cases.
-    pytest_args = ["--echoconf-container", srv.name, *pytest_args]
+    replay_as = f"--image {image} --port {port} --env-profile {prof.name}"
+    if command:
+        replay_as += f" --command-in-image {shlex.quote(' '.join(command))}"
+    pytest_args = ["--echoconf-container", srv.name, "--echoconf-replay-as", replay_as, *pytest_args]
     dropped: list[dict[str, Any]] = []
     if prof.nofile and prof.nofile <= NOFILE_CASE[2] and "concurrent" not in without:
         pytest_args += ["--deselect", NOFILE_CASE[1]]
@@ -389,8 +392,6 @@ def run_profile(
         s["exit_status"] = status
         if res.note:
             s.setdefault("harness_errors", []).append(res.note)
-        doc["replay"] = (f"conformance/echoconf run --image {image} --port {port} --env-profile {prof.name} "
-                         f"--profile {suite_profile}")
         (out / "report.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
         md = rep.markdown(doc).split("\n", 2)
         md[0] = f"# echoconf report: image {image} under environment profile {prof.name}"

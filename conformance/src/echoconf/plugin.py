@@ -38,6 +38,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--echoconf-target", help="HOST:PORT of a running server")
     g.addoption("--echoconf-container", help="with --echoconf-target: the Docker container serving it, "
                 "watched for deaths and restarted (echoconf run --image passes it)")
+    g.addoption("--echoconf-replay-as", help="with --echoconf-container: how the user named the server "
+                "(`--image IMAGE --port N ...`), for the replay line (echoconf run --image passes it)")
     g.addoption("--echoconf-builtin", help="a server binary name from build/<preset>/bin")
     g.addoption("--echoconf-impl", help="an implementation from the registry")
     g.addoption("--echoconf-registry", help="path of implementations.toml")

@@ -76,6 +76,8 @@ def replay_hint(run: "EchoconfRun") -> str:
         src = f"--builtin {run.spec.label}"
     elif run.spec is not None:
         src = f"--command {json.dumps(run.spec.label)}"
+    elif run.config.option.echoconf_replay_as:
+        src = run.config.option.echoconf_replay_as  # an --image run: its container's address is gone
     else:
         src = f"--target {run.remote.name}"
     hang = f" --hang-bound {run.hang_bound:g}" if run.hang_bound else ""
