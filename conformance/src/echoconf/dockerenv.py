@@ -41,6 +41,8 @@ import docker.errors
 import docker.models.containers
 import docker.models.networks
 import docker.types
+
+from .netns import TINY_BUFFERS
 from docker.utils.build import exclude_paths
 
 IMAGE = "echoconf:latest"
@@ -93,7 +95,7 @@ PROFILES: dict[str, Profile] = {
         Profile(
             "tiny-buffers",
             "net.ipv4.tcp_wmem and tcp_rmem of 4 KiB: nearly every send is short",
-            sysctls={"net.ipv4.tcp_wmem": "4096 4096 4096", "net.ipv4.tcp_rmem": "4096 4096 4096"},
+            sysctls=TINY_BUFFERS,
         ),
         Profile("low-nofile", "RLIMIT_NOFILE 64: descriptor exhaustion and leaks show", nofile=64),
         Profile("memory", "64 MiB memory limit, no swap: unbounded buffering is OOM-killed", mem_limit="64m"),
@@ -572,13 +574,23 @@ class ServerContainer:
         """SIGKILL the server and start it again in the same network namespace (same address and
         port, its old connections' sockets still there). Returns the seconds from the kill until
         it listens again; raises ServerDied when it does not come back (EADDRINUSE, ...)."""
-        self._starts = len(LISTENING.findall(self.logs()))
         start = time.monotonic()
+        self.kill(timeout)
+        self.restart(timeout)
+        return time.monotonic() - start
+
+    def kill(self, timeout: float = READY_TIMEOUT) -> None:
+        """SIGKILL the server's processes and wait for the container to end; its network
+        namespace (the holder's) stays."""
+        self._starts = len(LISTENING.findall(self.logs()))
         self._server.kill(signal="SIGKILL")
         self._server.wait(timeout=int(timeout) + 1)
+
+    def restart(self, timeout: float = READY_TIMEOUT) -> None:
+        """Start the killed server again in its namespace; returns once it listens (ServerDied
+        when it ends first)."""
         self._server.start()
         self.wait_ready(timeout)
-        return time.monotonic() - start
 
     def stop(self, timeout: int = 3) -> str | None:
         """SIGTERM (SIGKILL after `timeout`), keep the final state and logs, remove the containers.
@@ -749,11 +761,12 @@ class Lab:
                 raise DockerEnvError("holding descriptors in a server container needs echoconf-hold-fds "
                                      "(cmake --workflow --preset release builds it)")
             try:
-                entry = self.client.images.get(image).attrs["Config"].get("Entrypoint") or []
+                img_cfg = self.client.images.get(image).attrs["Config"]
             except docker.errors.DockerException as e:
                 raise DockerEnvError(f"cannot inspect {image}: {e}") from e
+            entry = img_cfg.get("Entrypoint") or []
             if argv is None:
-                argv = self.client.images.get(image).attrs["Config"].get("Cmd") or []
+                argv = img_cfg.get("Cmd") or []
             extra = {"entrypoint": [HOLD_FDS_PATH, str(hold_fds), *entry],
                      "volumes": {hold_fds_launcher: {"bind": HOLD_FDS_PATH, "mode": "ro"}}}
         try:

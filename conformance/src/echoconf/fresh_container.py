@@ -92,9 +92,7 @@ class FreshContainer(ContainerTarget):
         import docker.errors
 
         try:
-            ctr = self._container()
-            ctr.kill(signal="SIGKILL")
-            ctr.wait(timeout=10)
+            self._srv.kill()
         except docker.errors.DockerException as e:
             raise HarnessError(f"could not kill the server container {self.container}: {e}") from None
 
@@ -105,8 +103,7 @@ class FreshContainer(ContainerTarget):
         import docker.errors
 
         try:
-            self._container().start()
-            self._srv.wait_ready(self.restart_timeout)
+            self._srv.restart(self.restart_timeout)
         except de.ServerDied as e:
             raise HarnessError(f"the server {str(e).splitlines()[0].split(': ', 1)[-1]}") from None
         except (de.DockerEnvError, docker.errors.DockerException) as e:
@@ -130,7 +127,6 @@ def tiny_buffers_factory(size: int = 4096) -> SocketFactory:
         return s
 
     return make
-
 
 
 class FreshContainers:

@@ -6,6 +6,7 @@ from typing import Callable
 
 from echoconf.caselib import KiB, MiB, Ctx, case
 from echoconf.client import Deadline, Flow, chunked, connect, exchange
+from echoconf.netns import TINY_BUFFERS
 from echoconf.steps import SENTINEL, distinct, judge, roundtrip
 from echoconf.target import OwnedServer, Target
 
@@ -65,14 +66,11 @@ def test_many_interleaved(server: Target, ctx: Ctx) -> None:
               hint="a connection stalled with data pending (FM-16)")
 
 
-TINY = {"net.ipv4.tcp_wmem": "4096 4096 4096", "net.ipv4.tcp_rmem": "4096 4096 4096"}
-
-
 @case("partial.tiny-buffers", "derived", "the server in its own network namespace with tcp_wmem/tcp_rmem "
       "of 4 KiB: 4 MiB + 1 byte echo + half-close exact, then FIN", fm=["FM-01"], owned=True, timeout=90,
       grade="must", why="with small socket buffers nearly every write is short: the echo must still be exact")
 def test_tiny_buffers(fresh_server: Callable[..., OwnedServer], ctx: Ctx) -> None:
-    srv = fresh_server(sysctls=TINY, client_buffers=4 * KiB)
+    srv = fresh_server(sysctls=TINY_BUFFERS, client_buffers=4 * KiB)
     # The odd byte, as in partial.burst-half-close: some read of the stream is shorter than
     # the server's buffer, whatever its size, on every run.
     roundtrip(srv, chunked(ctx.payload(4 * MiB + 1), 64 * KiB), "4 MiB + 1 byte through 4 KiB kernel "
