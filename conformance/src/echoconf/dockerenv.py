@@ -42,6 +42,7 @@ import docker.models.containers
 import docker.models.networks
 import docker.types
 
+from . import listeners as proc_listeners
 from .netns import TINY_BUFFERS
 from docker.utils.build import exclude_paths
 
@@ -324,33 +325,9 @@ def describe_death(state: dict, mem_limit: int | str | None = None, log_tail: st
     return f"the server container {how}" + (f"; its last output: {tail[-500:]}" if tail else "")
 
 
-# Readiness without a client: a server that exits after its first client (or counts them) must
-# not have that client spent on "is it up yet?". Its listening socket is read from the kernel's
-# table of the container's network namespace instead, and reachability from here is shown by a
+# Readiness without a client (see listeners.py): the container's listening socket is read from
+# the kernel's table of its network namespace, and reachability from here is shown by a
 # connection refused on a port nobody listens on (the RST comes from the same kernel).
-
-def _proc_net_listeners(text: str) -> list[tuple[str, int]]:
-    """(address, port) of the TCP sockets in LISTEN state in /proc/net/tcp{,6} text."""
-    out = []
-    for line in text.splitlines():
-        f = line.split()
-        if len(f) < 4 or f[3] != "0A" or ":" not in f[1]:
-            continue
-        hexaddr, hexport = f[1].split(":")
-        try:
-            raw = bytes.fromhex(hexaddr)
-            port = int(hexport, 16)
-        except ValueError:
-            continue
-        if len(raw) == 4:
-            addr = str(ipaddress.IPv4Address(raw[::-1]))
-        elif len(raw) == 16:
-            addr = str(ipaddress.IPv6Address(b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))))
-        else:
-            continue
-        out.append((addr, port))
-    return out
-
 
 def listeners(ctr: docker.models.containers.Container,
               holder: docker.models.containers.Container | None = None) -> list[tuple[str, int]] | None:
@@ -359,17 +336,14 @@ def listeners(ctr: docker.models.containers.Container,
     are ours), else by `cat /proc/net/tcp*` in the namespace holder. None when neither works."""
     pid = int(((ctr.attrs or {}).get("State") or {}).get("Pid") or 0)
     if pid > 0 and not (os.path.exists("/.dockerenv") or os.path.exists("/run/.containerenv")):
-        try:
-            text = "".join(Path(f"/proc/{pid}/net/{n}").read_text() for n in ("tcp", "tcp6")
-                           if Path(f"/proc/{pid}/net/{n}").exists())
-            return _proc_net_listeners(text)
-        except OSError:
-            pass
+        socks = proc_listeners.of_pid(pid)
+        if socks is not None:
+            return socks
     if holder is not None:
         try:
             rc, out = holder.exec_run(["cat", "/proc/net/tcp", "/proc/net/tcp6"], demux=False)
             if rc in (0, 1) and out:  # 1: no tcp6 (IPv6 off); tcp was still printed
-                return _proc_net_listeners(out.decode(errors="replace"))
+                return proc_listeners.parse(out.decode(errors="replace"))
         except docker.errors.DockerException:
             pass
     return None
@@ -416,14 +390,12 @@ def wait_accepting(ctr: docker.models.containers.Container, address: str, port: 
         if socks is None:
             raise ValueError("cannot read the container's listening sockets")
         seen = [s for s in socks if s[1] == port]
-        # A listener on "::" is taken as dual-stack (the Linux default; /proc does not show V6ONLY).
-        wild = ("::", address) if ":" in address else ("0.0.0.0", "::", address, f"::ffff:{address}")
-        if any(a in wild for a, _ in seen):
+        if proc_listeners.accepts_on(seen, address, port):
             closed = next(p for p in (9, 1, 65535, 65534) if p not in {q for _, q in socks})
             if _reachable(address, closed):
                 return time.monotonic() - start
         if time.monotonic() > deadline:
-            if seen and not any(a in wild for a, _ in seen):
+            if seen and not proc_listeners.accepts_on(seen, address, port):
                 hint = (f" (it listens on {', '.join(hostport(a, p) for a, p in seen)} only: a loopback-only "
                         "listener cannot be reached from another network namespace; listen on 0.0.0.0 or ::)")
             elif seen:

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from . import listeners
 from .client import Addr, SocketFactory, WorkMeter, can_connect, literal_family, resolve
 
 READY_TIMEOUT = 10.0
@@ -336,13 +337,22 @@ class OwnedServer(Target):
             if host in ("::", "0.0.0.0", "*", ""):
                 host = "127.0.0.1"  # a wildcard listener (dual-stack for ::) takes IPv4 loopback
             inst.addr = (host, aport)
-        while not can_connect(inst.addr, 0.2, self._factory):
+        while not self._listening(inst):
             if proc.poll() is not None or time.monotonic() > deadline:
                 self._fail_start(inst, "did not accept connections within "
                                  f"{READY_TIMEOUT:g} s")
             time.sleep(0.02)
         self.port = inst.port
         return inst
+
+    def _listening(self, inst: Instance) -> bool:
+        """Whether the server listens at its address, read from the kernel's table of its
+        network namespace: readiness never spends a client (see listeners.py). Only where
+        the table cannot be read (a host name, /proc unreadable) does a connection tell."""
+        socks = listeners.of_pid(inst.proc.pid) if literal_family(inst.addr[0]) else None
+        if socks is None:
+            return can_connect(inst.addr, 0.2, self._factory)
+        return listeners.accepts_on(socks, inst.addr[0], inst.addr[1])
 
     def _fail_start(self, inst: Instance, why: str) -> None:
         code = inst.proc.poll()

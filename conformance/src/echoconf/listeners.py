@@ -1,0 +1,51 @@
+"""The kernel's table of listening TCP sockets, read without connecting.
+
+Readiness must not spend a client: a server that exits after its first client (or counts
+them) would otherwise have that client taken by "is it up yet?". So whether a server listens
+is read from /proc/PID/net/tcp{,6}, the table of the network namespace the process is in.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+
+def parse(text: str) -> list[tuple[str, int]]:
+    """(address, port) of the TCP sockets in LISTEN state in /proc/net/tcp{,6} text."""
+    out = []
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) < 4 or f[3] != "0A" or ":" not in f[1]:
+            continue
+        hexaddr, hexport = f[1].split(":")
+        try:
+            raw = bytes.fromhex(hexaddr)
+            port = int(hexport, 16)
+        except ValueError:
+            continue
+        if len(raw) == 4:
+            addr = str(ipaddress.IPv4Address(raw[::-1]))
+        elif len(raw) == 16:
+            addr = str(ipaddress.IPv6Address(b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))))
+        else:
+            continue
+        out.append((addr, port))
+    return out
+
+
+def of_pid(pid: int) -> list[tuple[str, int]] | None:
+    """The listening sockets of the network namespace that process `pid` is in; None when
+    they cannot be read (the process is gone, or /proc is not this host's)."""
+    try:
+        return parse("".join(p.read_text() for p in (Path(f"/proc/{pid}/net/tcp"), Path(f"/proc/{pid}/net/tcp6"))
+                             if p.exists()))
+    except OSError:
+        return None
+
+
+def accepts_on(socks: list[tuple[str, int]], address: str, port: int) -> bool:
+    """Whether one of `socks` takes connections to address:port. A listener on "::" counts as
+    dual-stack (the Linux default; /proc does not show IPV6_V6ONLY)."""
+    wild = ("::", address) if ":" in address else ("0.0.0.0", "::", address, f"::ffff:{address}")
+    return any(p == port and a in wild for a, p in socks)
