@@ -124,6 +124,37 @@ def test_death_is_recorded_and_server_restarted(report_dir: Path) -> None:
     assert any(h["exit"] and "SIGPIPE" in h["exit"] for h in doc["server_output"])
 
 
+def test_death_after_the_last_check_is_charged_to_its_case(report_dir: Path) -> None:
+    """A server that exits a moment after its client is done dies after the case's last
+    check. Before the next case a fresh client is tried: an exiting server cannot serve it,
+    so each case is charged with the death it caused, whatever the scheduler did."""
+    # Each of these cases uses one client.
+    p = run("run", "--command", badecho("one-client"), "--case", "echo.basic", "--case", "echo.byte-values",
+            "--case", "close.half-close-eof", "--report", str(report_dir))
+    assert p.returncode == 1, p.stdout + p.stderr
+    doc = load_report(report_dir)
+    for c in doc["cases"]:
+        assert c["outcome"] == "failed" and c["grade"] == "must", c
+        assert c["detail"]["message"].startswith("The server died at the end of this case: "
+                                                 "the server exited with status 0"), c
+    assert doc["target"]["restarts"] == 2 and not doc["summary"]["harness_errors"]
+
+
+def test_death_while_parked_is_charged_to_the_parked_cases(report_dir: Path) -> None:
+    """broken-off-by-one dies of close.no-early-close's parked 32 KiB while partial.tiny-buffers
+    runs on a private instance: the cases whose connections were parked are charged, never
+    the case on the private instance."""
+    _need("broken-off-by-one")
+    p = run("run", "--builtin", "broken-off-by-one", "--case", "close.no-early-close", "--case",
+            "echo.pause", "--case", "partial.tiny-buffers", "--profile", "quick", "--report", str(report_dir))
+    assert p.returncode == 1, p.stdout + p.stderr
+    o = outcomes(doc := load_report(report_dir))
+    assert o == {"echo.pause": "failed", "partial.tiny-buffers": "passed", "close.no-early-close": "failed"}, o
+    for c in doc["cases"]:
+        if c["outcome"] == "failed":
+            assert "connection was parked" in c["detail"]["message"] and "server_died" in c["detail"], c
+
+
 def test_xpass_fails_the_run(report_dir: Path) -> None:
     p = run("run", "--command", example(), "--case", "echo.basic", "--xfail", "echo.basic=claimed broken",
             "--report", str(report_dir))

@@ -168,11 +168,17 @@ def test_server_that_exits_after_its_first_client_fails_cases_not_the_harness(
     assert "harness error" not in p.stdout + p.stderr and "nothing accepts" not in p.stdout
     doc = load_report(tmp_path / "default")
     got = outcomes(doc)
-    # Readiness never spends a client: echo.basic is the server's first client and is served,
-    # then the server is found dead before the next case, which charges echo.basic with it.
+    # Readiness never spends a client: echo.basic is the server's first client and is served.
+    # Before the next case a fresh client is tried, which the exiting server cannot serve: the
+    # death is found then, whatever the scheduler did, and charged to echo.basic.
     assert got["echo.basic"] == "failed"
+    assert _case_detail(doc, "echo.basic")["message"].startswith("The server died at the end of this case")
     assert "exited with status 0" in _case_detail(doc, "echo.basic")["message"]
     assert "served one client, exiting" in _case_detail(doc, "echo.basic")["message"]
+    # echo.nul needs two clients (the second is refused); close.half-close-eof needs one, and
+    # the death after it is found when the run ends.
+    assert got["echo.nul"] == "failed"
+    assert _case_detail(doc, "close.half-close-eof")["message"].startswith("The server died at the end of this case")
     # Restarted, every later case still runs and gets a verdict (none is a harness error).
     assert set(got) >= {"echo.nul", "close.half-close-eof", "docker.alive"}
     assert not any(o == "error" for o in got.values()), got

@@ -26,11 +26,13 @@ INITS = ("docker-init", "tini", "dumb-init")  # a container's init that runs the
 
 class ContainerTarget(Target):
     """A server container (named or by id) at HOST:PORT, an address literal. Not a `RemoteTarget`:
-    the harness runs this server, so nothing probes it outside the cases (no path measurement,
-    no connection to see whether it is up). The container is the caller's: it is restarted after
+    the harness runs this server, so nothing probes it before the first case (no path
+    measurement, no connection to see whether it is up); between cases it is treated like a
+    local server (shared.SharedServer.settle). The container is the caller's: it is restarted after
     a death but never removed or stopped here."""
 
     owned = False
+    reports_death = True
 
     def __init__(self, container: str, host: str, port: int, restart_timeout: float = RESTART_TIMEOUT) -> None:
         self._seen: bool | None = None

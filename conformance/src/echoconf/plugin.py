@@ -20,6 +20,7 @@ from . import client, pathscale, registry, report
 from .caselib import PROFILES, Ctx
 from .netns import NetNS, NetnsUnavailable
 from .oracle import CaseFailure
+from .shared import SharedServer
 from .target import HarnessError, OwnedServer, RemoteTarget, ServerSpec, Target
 
 DEFAULT_SEED = 862
@@ -126,11 +127,7 @@ class EchoconfRun:
         self.console: Any = None
         self.target_desc: dict[str, Any] | None = None
         self.catalogue: list[str] = []  # node ids in catalogue order (reports use it)
-        self.park_before: str | None = None  # node id of the case before which to park
-        self.to_park: list[pytest.Item] = []
-        self.parked: dict[str, Any] = {}  # node id -> Parked
-        self.shared_users: list[str] = []  # node ids of the cases that used the shared server
-        self.charged: str | None = None  # the death already charged to a case, until a restart
+        self.shared = SharedServer(self)
         self.private: Any = None  # fresh_container.FreshContainers under --image
         self._configure_target(opt)
         self.time_scale: dict[str, Any] = pathscale.setup(self, opt)  # see pathscale.py
@@ -254,69 +251,7 @@ class EchoconfRun:
             self._print_list(keep)
             items[:] = keep
             return
-        items[:] = self._overlap_waits(keep)
-
-    def _overlap_waits(self, items: list[pytest.Item]) -> list[pytest.Item]:
-        """Let the cases whose point is a wait (marker `parks`) wait while the cases that
-        only use private server instances run: those never touch the shared server, so
-        the parked connections see exactly what they would see alone. The private-server
-        cases move to where the first parking case was; the parking cases follow them.
-        A one-at-a-time server can hold only one parked connection."""
-        if self.spec is None:
-            return items
-        private = [it for it in items if it.get_closest_marker("owned") is not None
-                   and "fresh_server" in it.fixturenames and "server" not in it.fixturenames]
-        parkers = [it for it in items if it.get_closest_marker("parks") is not None
-                   and all(m.args[0] in self.capabilities for m in it.iter_markers("needs"))]
-        if not private or not parkers:
-            return items
-        if "concurrent" not in self.capabilities:
-            parkers = parkers[:1]
-        # Parked in catalogue order; a lower rank resumes first: a parked connection that
-        # holds the server's output (a blocking server may be stuck writing to it) must be
-        # drained before the others.
-        resumed = sorted(parkers, key=lambda it: it.get_closest_marker("parks").kwargs.get("rank", 0))
-        first = min(items.index(it) for it in parkers)
-        moved = set(map(id, private + parkers))
-        before = [it for it in items[:first] if id(it) not in moved]
-        after = [it for it in items[first:] if id(it) not in moved]
-        self.to_park = parkers
-        self.park_before = private[0].nodeid
-        return before + private + resumed + after
-
-    def _park_all(self) -> None:
-        """Open the parked connections (failures are left to the cases: they park inline)."""
-        targets = self.to_park
-        self.to_park = []
-        try:
-            t = self.get_target()
-            self.revive(t)
-        except HarnessError:
-            return
-        for item in targets:
-            m = item.get_closest_marker("parks")
-            cm = item.get_closest_marker("case")
-            assert m is not None and cm is not None
-            ctx = Ctx(self.profile, self.seed, frozenset(self.capabilities), case_id=cm.kwargs["id"])
-            try:
-                parked = m.args[0](t, ctx)
-            except Exception:  # noqa: BLE001 - the case repeats this inline and reports it
-                continue
-            parked.instance = getattr(t, "inst", None)
-            self.parked[item.nodeid] = parked
-
-    def take_parked(self, nodeid: str) -> Any:
-        """The parked connection of a case, if it is still on the same server instance."""
-        parked = self.parked.pop(nodeid, None)
-        if parked is not None and parked.instance is not getattr(self.target, "inst", None):
-            parked.close()  # the server was restarted meanwhile: the case starts afresh
-            return None
-        return parked
-
-    def release_parked(self) -> None:
-        for parked in self.parked.values():
-            parked.close()
-        self.parked.clear()
+        items[:] = self.shared.order(keep, self.capabilities) if self.spec is not None else keep
 
     def _print_list(self, items: list[pytest.Item]) -> None:
         rows = []
@@ -345,8 +280,9 @@ class EchoconfRun:
     # -- running ---------------------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        if item.nodeid == self.park_before and self.to_park:
-            self._park_all()
+        if item.nodeid == self.shared.park_before and self.shared.to_park:
+            self.shared.park_all(lambda cid: Ctx(self.profile, self.seed, frozenset(self.capabilities),
+                                                 case_id=cid))
         for m in item.iter_markers("needs"):
             cap = m.args[0]
             if cap not in self.capabilities:
@@ -375,11 +311,14 @@ class EchoconfRun:
             detail = dict(call.excinfo.value.detail)
         elif call.excinfo is not None and isinstance(call.excinfo.value, HarnessError):
             detail = {"message": f"harness error: {call.excinfo.value}"}
-        if call.when == "call" and self.target is not None:
+        if call.when == "call" and self.target is not None and "server" in item.fixturenames:
+            # Only a case on the shared server is charged with its death (see shared.py).
+            lost = self.shared.lost.pop(item.nodeid, None)
             died = self.target.death(grace=0.3 if rep.failed or hasattr(rep, "wasxfail") else 0.0)
-            if died:
-                self._server_died(item, rep, died, detail)
+            if lost or died:
+                self._server_died(item, rep, lost or died, detail, parked=lost is not None)
                 detail = rep.echoconf_detail  # type: ignore[attr-defined]
+            self.shared.charged = died
         if detail is not None:
             rep.echoconf_detail = detail  # type: ignore[attr-defined]
         if (call.when == "call" and rep.failed and not self.strict
@@ -397,9 +336,17 @@ class EchoconfRun:
         rep.wasxfail = f"SHOULD, recommendation not met: {msg}"  # type: ignore[attr-defined]
 
     def _server_died(self, item: pytest.Item, rep: pytest.TestReport, died: str,
-                     detail: dict[str, Any] | None) -> None:
+                     detail: dict[str, Any] | None, parked: bool = False) -> None:
         was = (detail or {}).get("message") or (_first_line(rep.longreprtext) if rep.failed else "")
-        msg = f"The server died during this case: {died}."
+        if parked:
+            msg = (f"The server died while this case's connection was parked (open and waiting while "
+                   f"the cases on private instances ran), so the connection was lost: {died}.")
+        elif rep.passed:
+            # Its checks were all met: the same words as when the death is found before the
+            # next case (SharedServer.blame_previous), whichever look saw it first.
+            msg = f"The server died at the end of this case: {died}."
+        else:
+            msg = f"The server died during this case: {died}."
         if "SIGPIPE" in died:
             msg += " Writing to a connection the client had reset raised SIGPIPE (FM-07)."
         new = {**(detail or {}), "message": msg, "server_died": died}
@@ -415,38 +362,6 @@ class EchoconfRun:
         rep.outcome = "failed"
         rep.longrepr = new["message"] + (f"\n(the case saw: {was})" if was else "")
         rep.echoconf_detail = new  # type: ignore[attr-defined]
-        self.charged = died
-
-    def revive(self, t: Target) -> None:
-        """Before a case: a death not yet charged to a case is charged to the one before;
-        then the server is restarted if it is dead."""
-        died = t.death()
-        if died and died != self.charged:
-            self.blame_previous(died)
-        t.ensure_running()
-        self.charged = None
-
-    def blame_previous(self, died: str) -> None:
-        """The server was found dead before a case started: the case that ran before it
-        (which had already passed) killed it after its last check."""
-        # Only a case that used the shared server can have killed it: cases on private
-        # instances run in between (see _overlap_waits) and are never charged.
-        done = [n for n in self.shared_users if self.results.get(n, {}).get("outcome") not in (None, "skipped")]
-        if not done:
-            return
-        nid = done[-1]
-        r = self.results[nid]
-        msg = f"The server died at the end of this case: {died}."
-        if "SIGPIPE" in died:
-            msg += " Writing to a connection the client had reset raised SIGPIPE (FM-07)."
-        if r["outcome"] in ("failed", "error"):
-            r["detail"] = {**(r["detail"] or {}), "server_died": died}
-            r["detail"]["message"] = f"{r['detail'].get('message', '')} Then {msg[0].lower()}{msg[1:]}"
-        else:
-            # Whatever the case's own verdict, a death is a failure (never an expected one).
-            r["outcome"] = "failed"
-            r["detail"] = {"message": msg, "server_died": died, "noticed": "before the next case"}
-            self._print_case(nid)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         nid = report.nodeid
@@ -488,7 +403,7 @@ class EchoconfRun:
             if report.failed and r["outcome"] in ("passed", None):
                 r["outcome"] = "error"
                 r["detail"] = d or {"message": _first_line(report.longreprtext)}
-            self._print_case(nid)
+            self.print_case(nid)
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
@@ -507,7 +422,7 @@ class EchoconfRun:
         else:
             yield
 
-    def _print_case(self, nid: str) -> None:
+    def print_case(self, nid: str) -> None:
         if self.console is None:
             return
         r = self.results[nid]
@@ -531,7 +446,8 @@ class EchoconfRun:
         if self.list_only:
             session.exitstatus = 0 if not self.harness_errors else 2
             return
-        self.release_parked()
+        self.shared.finish()
+        self.shared.release_parked()
         if self.target is not None:
             self.target_desc = self.target.describe()
             self.target.stop()
@@ -548,7 +464,7 @@ class EchoconfRun:
                 report.print_summary(self.console, doc)
 
     def cases(self) -> list[dict[str, Any]]:
-        """The verdicts in catalogue order (the run order may differ: see _overlap_waits)."""
+        """The verdicts in catalogue order (the run order may differ: see SharedServer.order)."""
         rank = {nid: i for i, nid in enumerate(self.catalogue)}
         out = []
         for nid in sorted(self.order, key=lambda n: rank.get(n, len(rank))):
@@ -653,19 +569,19 @@ def server(request: pytest.FixtureRequest) -> Target:
     run = get_run(request.config)
     try:
         t = run.get_target()
-        run.revive(t)
+        run.shared.revive(t)
     except HarnessError as e:
         if str(e) not in run.harness_errors:
             run.harness_errors.append(f"could not (re)start the server: {e}")
         raise
-    run.shared_users.append(request.node.nodeid)
+    run.shared.use(request.node.nodeid)
     return t
 
 
 @pytest.fixture
 def parked(request: pytest.FixtureRequest, server: Target) -> Any:
     """The case's parked connection (a `Parked`), or None: the case then parks inline."""
-    return get_run(request.config).take_parked(request.node.nodeid)
+    return get_run(request.config).shared.take_parked(request.node.nodeid)
 
 
 @pytest.fixture

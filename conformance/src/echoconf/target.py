@@ -128,6 +128,7 @@ class Target:
 
     owned = False  # the harness starts this server: it can start private instances too
     observable = False  # the harness sees the server's processes (`pid`, /proc of this host)
+    reports_death = False  # `death` can tell that the server died (the harness runs it)
     name = ""
 
     @property
@@ -275,6 +276,7 @@ class OwnedServer(Target):
 
     owned = True
     observable = True
+    reports_death = True
 
     def __init__(self, spec: ServerSpec, *, wrap: Callable[[list[str]], list[str]] | None = None,
                  factory: SocketFactory | None = None, hold_fds: int = 0,
