@@ -43,10 +43,20 @@ sys.path.insert(0, str(ROOT / "conformance" / "src"))
 
 from echoconf import dockerenv as de  # noqa: E402
 from echoconf import image as img  # noqa: E402
+from echoconf import registry  # noqa: E402
 
-SERVERS = ["echo-blocking", "echo-threaded", "echo-select", "echo-poll", "echo-epoll"]
-# Capabilities the harness must not assume of a server, by server name.
-WITHOUT = {"echo-blocking": ["concurrent"]}
+
+def reference_servers() -> dict[str, list[str]]:
+    """The servers of the image that the matrix runs, with their capabilities: the registry's
+    entries for built-in servers that are not broken, in its order (the one list of servers)."""
+    return {i.builtin: list(i.capabilities) for i in registry.load().values() if i.builtin and not i.broken}
+
+
+def capability_args(capabilities: list[str]) -> tuple[list[str], list[str]]:
+    """(harness arguments, capabilities to deny): exactly what the registry declares, so
+    that a cell runs the cases a local --impl run of the same server runs."""
+    extra = [a for c in capabilities for a in ("--capability", c)]
+    return extra, [c for c in registry.CAPABILITIES if c not in capabilities]
 # (suite profile, fault checks) per hostile profile in the default run; see the module doc.
 PLAN: dict[str, tuple[str, bool]] = {
     "default": ("default", True),
@@ -100,10 +110,13 @@ def run_cell(lab: de.Lab, image: str, server: str, prof: str, reports: Path, sui
              faults: bool, timeout: float, port: int = 7, command: list[str] | None = None) -> Cell:
     cell = Cell(server, prof, suite=suite_profile)
     out = reports / server / prof
+    extra: list[str] = []
+    without: list[str] = []
     if server != "image":
         command = [server, "--port", "{port}"]
-    r = img.run_profile(lab, image, command, port, prof, out, suite_profile=suite_profile,
-                        without=WITHOUT.get(server, []), faults=faults, name=server, log=log, timeout=timeout)
+        extra, without = capability_args(reference_servers()[server])
+    r = img.run_profile(lab, image, command, port, prof, out, suite_profile=suite_profile, harness_args=extra,
+                        without=without, faults=faults, name=server, log=log, timeout=timeout)
     cell.families, cell.failures = r.families, r.failures
     cell.status, cell.server_state, cell.note, cell.duration = r.status, r.server_state, r.note, r.duration
     if (out / "report.md").exists():
@@ -239,7 +252,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reports", type=Path, help="reports folder (default: reports/docker-<time>)")
-    p.add_argument("--server", action="append", default=[], help=f"server(s) of the image (default: {' '.join(SERVERS)})")
+    p.add_argument("--server", action="append", default=[], help="server(s) of the image (default: the registry's reference servers: "
+                   f"{' '.join(reference_servers())})")
     p.add_argument("--profile", action="append", default=[], choices=list(de.PROFILES),
                    help="hostile profile(s) (default: all)")
     p.add_argument("--image", help="run this image (its own command, listening on --port) instead of the servers")
@@ -306,7 +320,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.image:
         servers, run_image = ["image"], args.image
     else:
-        servers, run_image = args.server or SERVERS, image
+        servers, run_image = args.server or list(reference_servers()), image
+        unknown = [s for s in servers if s not in reference_servers()]
+        if unknown:
+            log(f"matrix: error: {', '.join(unknown)}: not a reference server of the registry "
+                f"({' '.join(reference_servers())})")
+            return 2
     command = shlex.split(args.command_in_image) if args.command_in_image else None
     todo = [(server, prof, *plan_for(args, server, prof)) for server in servers for prof in profiles]
     harness = "conformance/echoconf run --target, via echoconf.image.run_profile"
