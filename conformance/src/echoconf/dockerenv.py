@@ -999,25 +999,39 @@ def check_kill_restart(srv: ServerContainer, open_conns: int = 3) -> CheckResult
     try:
         # One connection served (echo seen), the others only sent to (a server of one client at a
         # time has them in its backlog), one of them half-closed: all left open across the kill.
-        for i in range(open_conns):
-            s = _connect(srv.address, srv.port)
-            s.sendall(b"x" * 100)
-            if i == 0:
-                got = b""
-                while len(got) < 100:
-                    chunk = s.recv(100 - len(got))
-                    if not chunk:
-                        break
-                    got += chunk
-            elif i == 1:
-                s.shutdown(socket.SHUT_WR)
-            conns.append(s)
-        took = srv.kill_and_restart(timeout=10.0)
-    except ServerDied as e:
-        return CheckResult(cid, "failed", f"did not come back after SIGKILL: {e}", time.monotonic() - start,
-                           FAULT_CHECKS[cid])
-    except (OSError, DockerEnvError) as e:
-        return CheckResult(cid, "error", str(e), time.monotonic() - start, FAULT_CHECKS[cid])
+        which = 0
+        try:
+            for i in range(open_conns):
+                which = i + 1
+                s = _connect(srv.address, srv.port)
+                conns.append(s)
+                s.sendall(b"x" * 100)
+                if i == 0:
+                    got = b""
+                    while len(got) < 100:
+                        chunk = s.recv(100 - len(got))
+                        if not chunk:
+                            break
+                        got += chunk
+                elif i == 1:
+                    s.shutdown(socket.SHUT_WR)
+        except OSError as e:
+            # The server's doing (refused, reset, silent): a verdict, not a harness error.
+            return CheckResult(cid, "failed", f"before the kill, client {which} of {open_conns} to be "
+                               f"held open across it failed: {e}", time.monotonic() - start, FAULT_CHECKS[cid])
+        try:
+            took = srv.kill_and_restart(timeout=10.0)
+        except ServerDied as e:
+            return CheckResult(cid, "failed", f"did not come back after SIGKILL: {e}", time.monotonic() - start,
+                               FAULT_CHECKS[cid])
+        except DockerEnvError as e:
+            # Restarted, but not listening in time: the server's doing too.
+            return CheckResult(cid, "failed", f"did not listen again after SIGKILL: {str(e).splitlines()[0]}",
+                               time.monotonic() - start, FAULT_CHECKS[cid])
+        except (OSError, docker.errors.DockerException) as e:
+            # The engine failed to kill or start the container.
+            return CheckResult(cid, "error", f"the Docker engine failed: {e}", time.monotonic() - start,
+                               FAULT_CHECKS[cid])
     finally:
         for s in conns:
             s.close()
