@@ -88,14 +88,14 @@ class Profile:
 
 
 PROFILES = {
-    "quick": Profile("quick", 16 * MiB, (1, 1023, 1024, 10000, MiB), pause=1.0, idle=1.0,
+    "quick": Profile("quick", 16 * MiB, (1, 1023, 1024, 10000, MiB), pause=2.0, idle=2.0,
                      sequential=500, concurrent=64, cycles=400, cpu_window=0.5,
                      chunking_examples=25, machine_examples=10, machine_steps=20),
     "default": Profile("default", 64 * MiB, (1, 1023, 1024, 10000, MiB, 16 * MiB), pause=2.0,
-                       idle=1.0, sequential=1000, concurrent=100, cycles=1000, cpu_window=1.0,
+                       idle=2.0, sequential=1000, concurrent=100, cycles=1000, cpu_window=1.0,
                        chunking_examples=50, machine_examples=15, machine_steps=25),
     "thorough": Profile("thorough", 64 * MiB, (1, 1023, 1024, 10000, MiB, 16 * MiB, 64 * MiB),
-                        pause=5.0, idle=2.0, sequential=2000, concurrent=200, cycles=2000,
+                        pause=5.0, idle=4.0, sequential=2000, concurrent=200, cycles=2000,
                         cpu_window=2.0, chunking_examples=400, machine_examples=150,
                         machine_steps=40),
 }

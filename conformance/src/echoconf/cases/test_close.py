@@ -47,7 +47,7 @@ def park_no_early_close(server: Target, ctx: Ctx) -> Parked:
 
 
 @case("close.no-early-close", "rfc862", "the server never closes first: a client sends 32 KiB, reads "
-      "nothing and stays silent for 1 s (2 s thorough), then reads everything and sends a "
+      "nothing and stays silent for 2 s (4 s thorough), then reads everything and sends a "
       "sentinel: exact, still open", fm=["R3"],
       park=park_no_early_close, park_rank=0,
       grade="must", why="RFC 862: the connection lasts until the client terminates it; the server must not close first")

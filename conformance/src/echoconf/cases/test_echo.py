@@ -196,7 +196,7 @@ def park_pause(server: Target, ctx: Ctx) -> Parked:
     return Parked(sock, time.monotonic(), state={"first": first})
 
 
-@case("echo.pause", "rfc862", "a pause of 2 s mid-connection (1 s quick, 5 s thorough): the connection "
+@case("echo.pause", "rfc862", "a pause of 2 s mid-connection (5 s thorough): the connection "
       "stays open and keeps echoing", fm=["R3"], timeout=60, park=park_pause, park_rank=1,
       grade="must", why="RFC 862: the echo lasts until the client terminates; an idle client is not done")
 def test_pause(server: Target, ctx: Ctx, parked: Parked | None) -> None:
