@@ -117,7 +117,28 @@ class ContainerTarget(Target):
                 self.pid
                 self._seen = True
             except HarnessError:
-                self._seen = False
+                if self._state().get("Status") == "running":
+                    self._seen = False
+                else:
+                    # Dead between cases: whether its processes could be seen is a property of
+                    # where the harness runs, not of this moment; the namespace holder tells.
+                    return self._holder_visible()
+        return self._seen
+
+    def _holder_visible(self) -> bool:
+        """Whether this host sees the processes of the network-namespace holder (a container of
+        the same lab, always running)."""
+        self._container()
+        if self._holder is None:
+            return False
+        try:
+            self._holder.reload()
+            pid = int((self._holder.attrs.get("State") or {}).get("Pid") or 0)
+            with open(f"/proc/{pid}/cgroup") as f:
+                mine = pid > 0 and self._holder.id in f.read()
+        except Exception:  # noqa: BLE001 - engine or /proc: either way, not seen
+            return False
+        self._seen = mine and os.access(f"/proc/{pid}/fd", os.R_OK)
         return self._seen
 
     @property
@@ -183,6 +204,8 @@ class ContainerTarget(Target):
 
         st = self._state()
         if st.get("Status") in _ALIVE:
+            if self._seen is None and st.get("Status") == "running":
+                self.observable  # settled while it runs (see `observable`)
             if self._checked:
                 return
             self._checked = True

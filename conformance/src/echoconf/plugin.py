@@ -251,7 +251,10 @@ class EchoconfRun:
             self._print_list(keep)
             items[:] = keep
             return
-        items[:] = self.shared.order(keep, self.capabilities) if self.spec is not None else keep
+        # Parked connections wait while the cases on private instances run: local processes,
+        # or containers of the image (--image).
+        owned = self.spec is not None or self.private is not None
+        items[:] = self.shared.order(keep, self.capabilities) if owned else keep
 
     def _print_list(self, items: list[pytest.Item]) -> None:
         rows = []
