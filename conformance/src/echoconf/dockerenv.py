@@ -364,7 +364,7 @@ def _reachable(addr: str, closed_port: int, timeout: float = 0.3) -> bool:
 
 def wait_accepting(ctr: docker.models.containers.Container, address: str, port: int, timeout: float,
                    holder: docker.models.containers.Container | None = None,
-                   mem_limit: int | str | None = None) -> float:
+                   mem_limit: int | str | None = None, also: Sequence[str] = ()) -> float:
     """Wait (bounded) until the container's server listens on `port` on an address reachable
     from here, without ever connecting to that port. Returns the seconds waited; ServerDied when
     the container ends first; DockerEnvError when it does not listen in time (with the reason:
@@ -392,14 +392,18 @@ def wait_accepting(ctr: docker.models.containers.Container, address: str, port: 
         seen = [s for s in socks if s[1] == port]
         if proc_listeners.accepts_on(seen, address, port):
             closed = next(p for p in (9, 1, 65535, 65534) if p not in {q for _, q in socks})
-            if _reachable(address, closed):
+            # The container's other addresses (`also`: a dual-stack network's IPv6) must answer
+            # too: a fresh IPv6 address is unusable while the kernel runs duplicate address
+            # detection, which under load outlasts a case's connect. Only the address is waited
+            # for, never the server's listening on it: that is for the cases to judge.
+            if all(_reachable(a, closed) for a in (address, *also)):
                 return time.monotonic() - start
         if time.monotonic() > deadline:
             if seen and not proc_listeners.accepts_on(seen, address, port):
                 hint = (f" (it listens on {', '.join(hostport(a, p) for a, p in seen)} only: a loopback-only "
                         "listener cannot be reached from another network namespace; listen on 0.0.0.0 or ::)")
             elif seen:
-                hint = f" (it listens, but {address} does not answer from here)"
+                hint = f" (it listens, but {' or '.join((address, *also))} does not answer from here)"
             else:
                 hint = f" (nothing listens on port {port} in its network namespace)"
             raise DockerEnvError(f"{ctr.name} not accepting on {hostport(address, port)} after {timeout:.0f}s{hint}")
@@ -490,7 +494,8 @@ class ServerContainer:
         try:
             # Without spending a client: a server that exits after its first one must meet
             # that client in a case, not here.
-            wait_accepting(self._server, self.address, self.port, timeout, self._holder, self.profile.mem_limit)
+            wait_accepting(self._server, self.address, self.port, timeout, self._holder, self.profile.mem_limit,
+                           also=[a for a in (self.ipv4, self.ipv6) if a and a != self.address])
             self._starts = len(LISTENING.findall(self.logs()))
             self._ready_at = self._ready_at or self._state().get("StartedAt")
             return time.monotonic() - start
