@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -204,43 +203,9 @@ def test_server_cut_off_the_network_keeps_its_address() -> None:
 # --------------------------------------------------------------------------------------------
 # The harness on the Docker host sees the container's processes (/proc of Docker's State.Pid,
 # checked against its cgroup): the cases that observe the shared server run under --image as
-# they do locally. Two broken servers of conformance/broken/, static and FROM scratch.
-
-BROKEN = REPO / "conformance" / "broken"
-
-
-@pytest.fixture(scope="module")
-def broken_image(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], str]:
-    """broken_image(NAME): conformance/broken/broken-NAME.c built as the release preset builds
-    it (_FORTIFY_SOURCE included: broken-fd-setsize's abort needs it), static, FROM scratch."""
-    built: dict[str, str] = {}
-
-    def get(name: str) -> str:
-        if name not in built:
-            built[name] = _static_image(
-                tmp_path_factory.mktemp(name), f"echoconf-test-broken-{name}:test",
-                ["-std=c11", "-D_GNU_SOURCE", "-DNDEBUG", "-D_FORTIFY_SOURCE=2", "-I", str(BROKEN),
-                 str(BROKEN / f"broken-{name}.c"), str(BROKEN / "broken.c")],
-                'FROM scratch\nCOPY server /server\nEXPOSE 7\nCMD ["/server"]\n')
-        return built[name]
-
-    return get
-
+# they do locally. Every broken server's image fails them as locally: test_image_parity.py.
 
 OBSERVED = ["robust.no-busy-loop", "robust.fd-leak", "robust.bounded-memory"]
-
-
-@pytest.mark.parametrize("name, caught", [("busy-loop", "robust.no-busy-loop"), ("fd-leak", "robust.fd-leak")])
-def test_image_observed_like_a_local_process(broken_image: Callable[[str], str], name: str, caught: str,
-                                             tmp_path: Path) -> None:
-    argv = ["run", "--image", broken_image(name), "--port", "7", "--profile", "quick", "--report", str(tmp_path)]
-    for c in OBSERVED:
-        argv += ["--case", c]
-    p = run(*argv, timeout=180)
-    assert p.returncode == 1, p.stdout + p.stderr
-    got = outcomes(load_report(tmp_path / "default"))
-    assert got[caught] == "failed", got
-    assert not any(o in ("skipped", "error") for o in got.values()), got
 
 
 def test_reference_image_passes_the_observed_cases(tmp_path: Path) -> None:
@@ -266,8 +231,8 @@ def test_reference_image_passes_the_observed_cases(tmp_path: Path) -> None:
 # The cases that start private instances of the server (fixture fresh_server) start the image
 # again under --image (fresh_container.py): limits, signals, a kill and restart in the same
 # network namespace, tiny buffers, a dual-stack network, descriptors held by echoconf-hold-fds.
-# Each broken server fails there exactly the private cases its registry entry says it fails
-# locally; the reference image passes them all.
+# The reference image passes them all; every broken server's image fails them as locally
+# (test_image_parity.py).
 
 PRIVATE = ["robust.fd-exhaustion", "robust.fd-exhaustion-prompt", "robust.fd-setsize", "robust.eintr",
            "robust.restart-rebind", "partial.tiny-buffers", "robust.ipv6"]
@@ -287,17 +252,3 @@ def test_reference_image_passes_the_private_instance_cases(tmp_path: Path) -> No
                           "--strict")
     assert p.returncode == 0, p.stdout + p.stderr
     assert {c: got[c] for c in PRIVATE} == {c: "passed" for c in PRIVATE}, got
-
-
-@pytest.mark.parametrize("name", ["eintr-fatal", "no-reuseaddr", "fd-setsize", "emfile-spin", "ipv4-only",
-                                  "short-write"])
-def test_image_private_instances_fail_like_local_ones(broken_image: Callable[[str], str], name: str,
-                                                      tmp_path: Path) -> None:
-    from echoconf import registry
-
-    must_fail = set(registry.load()[f"broken.{name}"].must_fail)
-    judged = [c for c in PRIVATE if c in must_fail]
-    assert judged, f"broken.{name} fails none of the private-instance cases locally"
-    p, got = _private_run(broken_image(name), tmp_path, judged, "--strict")
-    assert p.returncode == 1, p.stdout + p.stderr
-    assert {c: got[c] for c in judged} == {c: "failed" for c in judged}, got

@@ -1,0 +1,82 @@
+"""The same verdicts under --image as under --impl: every broken server of conformance/broken/,
+packaged as an image FROM scratch (the very binary `--impl` runs, with the shared libraries it
+loads), fails under `echoconf run --image` exactly the cases its registry entry lists, with the
+meta-test's settings. Needs the engine and images as test_image.py does."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import load_report, outcomes, run
+from test_image import PROBLEM
+
+from echoconf import registry
+
+pytestmark = [pytest.mark.skipif(PROBLEM is not None, reason=PROBLEM or ""), pytest.mark.timeout(3600)]
+
+ENTRIES = [e for e in registry.load().values() if e.broken and e.builtin]
+META = ["--profile", "quick", "--hang-bound", "1", "--strict"]  # as test_meta.py runs each entry
+AT_ONCE = 3  # image runs at a time: most of a run is waiting on containers and bounds
+
+
+def package(binary: Path, ctx: Path, tag: str) -> str:
+    """`binary` and the shared libraries it loads (as ldd lists them, the loader included) in an
+    image FROM scratch that runs it on port 7."""
+    root = ctx / "root"
+    root.mkdir(parents=True)
+    shutil.copy2(binary, root / "server")
+    ldd = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, timeout=30)
+    for lib in re.findall(r"(?:=> |^\s*)(/\S+)", ldd.stdout, re.MULTILINE):  # none when static
+        dest = root / lib.lstrip("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(lib, dest)  # the file a symlink names, under the symlink's name
+    (ctx / "Dockerfile").write_text('FROM scratch\nCOPY root/ /\nEXPOSE 7\nCMD ["/server"]\n')
+    b = subprocess.run(["docker", "build", "-q", "-t", tag, str(ctx)], capture_output=True, text=True, timeout=300)
+    assert b.returncode == 0, f"cannot build {tag}: {b.stderr[-500:]}"
+    return tag
+
+
+def capability_flags(capabilities: list[str]) -> list[str]:
+    """Exactly the entry's capabilities: --target's default (concurrent) is not assumed."""
+    return ([a for c in capabilities for a in ("--capability", c)]
+            + [a for c in registry.CAPABILITIES if c not in capabilities for a in ("--without", c)])
+
+
+def test_every_broken_image_fails_exactly_its_local_cases(tmp_path_factory: pytest.TempPathFactory) -> None:
+    missing = [e.builtin for e in ENTRIES if registry.find_binary(e.builtin) is None]
+    assert not missing, f"not built: {missing} ({registry.BUILD_HINT})"
+    images = {e.key: package(registry.find_binary(e.builtin), tmp_path_factory.mktemp(e.name),  # type: ignore[arg-type]
+                             f"echoconf-test-{e.builtin}:parity") for e in ENTRIES}
+
+    def judge(e: registry.Implementation) -> tuple[str, set[str], str]:
+        out = tmp_path_factory.mktemp(f"{e.name}-report")
+        p = run("run", "--image", images[e.key], "--port", "7", *META, *capability_flags(e.capabilities),
+                "--report", str(out), timeout=900)
+        doc = load_report(out / "default")
+        got = outcomes(doc)
+        # docker.* are the image run's own checks, not cases of the local run.
+        failed = {c for c, o in got.items() if o in ("failed", "error", "xpassed") and not c.startswith("docker.")}
+        # The skips a local run makes too: a capability the entry lacks, a case left unjudged
+        # after another's verdict. Any other (private instances or processes out of reach) is
+        # the image path falling short.
+        for c in doc["cases"]:
+            if c["outcome"] == "skipped" and not c["detail"]["message"].startswith(("needs capability",
+                                                                                   "not judged:")):
+                failed.add(f"{c['id']} (skipped: {c['detail']['message']})")
+        return e.key, failed, f"exit {p.returncode}"
+
+    with concurrent.futures.ThreadPoolExecutor(AT_ONCE) as pool:
+        results = list(pool.map(judge, ENTRIES))
+    wrong = {}
+    for key, failed, how in results:
+        must = set(registry.load()[key].must_fail)
+        if failed != must:
+            wrong[key] = {"failed, not listed": sorted(failed - must), "listed, not failed": sorted(must - failed),
+                          "run": how}
+    assert not wrong, wrong
