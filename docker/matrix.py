@@ -14,8 +14,9 @@ The default plan keeps the run near five minutes on two cores and the coverage h
 profiles that change how bytes move (`default`, `tiny-buffers`) get the default suite and the
 fault checks; the profiles that constrain the process or the network family (`low-nofile`,
 `memory`, `cpu`, `ipv6`) get the quick suite (every case, smaller sizes and fewer examples).
-`--full` gives every cell the default suite and the fault checks; `--suite-profile` forces one
-suite depth everywhere.
+`--full` gives every cell the default suite and the fault checks; `--profile` forces one suite
+depth everywhere. As in `echoconf run`, `--env-profile` names the hostile environments and
+`--profile` the suite's depth.
 
 Exit status: 0 every cell passed, 1 some case failed, 2 usage, harness or Docker error.
 """
@@ -182,7 +183,7 @@ def markdown(cells: list[Cell], meta: dict[str, Any]) -> str:
     out = ["# echoconf in Docker: conformance matrix", "",
            f"Image `{meta['image']}`, suite profiles: {meta['suite_profile']}, {meta['when']}, "
            f"{meta['duration']:.0f}s, exit status {meta['status']}. Harness: {meta['harness']}.", "",
-           "Profiles: " + "; ".join(f"`{p}`: {de.PROFILES[p].description}" for p in meta["profiles"]), "",
+           "Profiles: " + "; ".join(f"`{p}`: {de.ENV_PROFILES[p].description}" for p in meta["profiles"]), "",
            "| server | profile | suite | " + " | ".join(fams) + " | server | time | verdict |",
            "|---|---|---|" + "---|" * len(fams) + "---|---|---|"]
     for c in cells:
@@ -231,7 +232,7 @@ def html_page(cells: list[Cell], meta: dict[str, Any]) -> str:
         items = "".join(f"<li><code>{e(cid)}</code> {e(o)}: {e(d)}</li>" for cid, o, d in c.failures)
         note = f"<p>{e(c.note)}</p>" if c.note else ""
         details.append(f"<details open><summary>{e(c.server)} / {e(c.profile)}</summary>{note}<ul>{items}</ul></details>")
-    profs = "".join(f"<li><code>{e(p)}</code>: {e(de.PROFILES[p].description)}</li>" for p in meta["profiles"])
+    profs = "".join(f"<li><code>{e(p)}</code>: {e(de.ENV_PROFILES[p].description)}</li>" for p in meta["profiles"])
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>echoconf Docker matrix</title><style>{CSS}</style></head>
 <body><h1>echoconf in Docker: conformance matrix</h1>
@@ -254,14 +255,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--reports", type=Path, help="reports folder (default: reports/docker-<time>)")
     p.add_argument("--server", action="append", default=[], help="server(s) of the image (default: the registry's reference servers: "
                    f"{' '.join(reference_servers())})")
-    p.add_argument("--profile", action="append", default=[], choices=list(de.PROFILES),
-                   help="hostile profile(s) (default: all)")
+    p.add_argument("--env-profile", action="append", default=[], choices=list(de.ENV_PROFILES),
+                   help="hostile environment profile(s) (default: all), as `echoconf run --image` names them")
     p.add_argument("--image", help="run this image (its own command, listening on --port) instead of the servers")
     p.add_argument("--port", type=int, default=7, help="the port --image listens on (default 7)")
     p.add_argument("--command-in-image", metavar="CMD", help="with --image: the command to run instead of its own")
-    p.add_argument("--suite-profile", choices=["quick", "default", "thorough"],
-                   help="one suite depth for every cell (default: the plan: default suite for default and "
-                        "tiny-buffers, quick for the other profiles)")
+    p.add_argument("--profile", choices=["quick", "default", "thorough"],
+                   help="one suite depth for every cell, as `echoconf run --profile` (default: the plan: "
+                        "default suite for the default and tiny-buffers environments, quick for the others)")
     p.add_argument("--full", action="store_true",
                    help="the thorough variant: default suite and fault checks in every cell (~12 min)")
     p.add_argument("--faults", action="store_true", help="fault checks in every cell")
@@ -282,8 +283,8 @@ def plan_for(args: argparse.Namespace, server: str, prof: str) -> tuple[str, boo
     suite, faults = PLAN.get(prof, ("quick", False))
     if args.full:
         suite, faults = "default", True
-    if args.suite_profile:
-        suite = args.suite_profile
+    if args.profile:
+        suite = args.profile
     if args.faults:
         faults = True
     if args.fault_servers and server not in args.fault_servers:
@@ -316,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     if not harness_usable():
         log(f"matrix: error: {HARNESS} run --help fails: the harness is not usable")
         return 2
-    profiles = args.profile or list(de.PROFILES)
+    profiles = args.env_profile or list(de.ENV_PROFILES)
     if args.image:
         servers, run_image = ["image"], args.image
     else:

@@ -77,7 +77,7 @@ class ServerDied(DockerEnvError):
 
 
 @dataclass(frozen=True)
-class Profile:
+class EnvProfile:
     """A hostile environment for the server container. Named in every report line."""
 
     name: str
@@ -89,32 +89,32 @@ class Profile:
     ipv6: bool = False
 
 
-PROFILES: dict[str, Profile] = {
+ENV_PROFILES: dict[str, EnvProfile] = {
     p.name: p
     for p in (
-        Profile("default", "no constraint"),
-        Profile(
+        EnvProfile("default", "no constraint"),
+        EnvProfile(
             "tiny-buffers",
             "net.ipv4.tcp_wmem and tcp_rmem of 4 KiB: nearly every send is short",
             sysctls=TINY_BUFFERS,
         ),
-        Profile("low-nofile", "RLIMIT_NOFILE 64: descriptor exhaustion and leaks show", nofile=64),
-        Profile("memory", "64 MiB memory limit, no swap: unbounded buffering is OOM-killed", mem_limit="64m"),
-        Profile("cpu", "half a core (nano_cpus 0.5e9)", nano_cpus=500_000_000),
-        Profile("ipv6", "served and tested over IPv6 (ULA subnet on the internal network)", ipv6=True,
+        EnvProfile("low-nofile", "RLIMIT_NOFILE 64: descriptor exhaustion and leaks show", nofile=64),
+        EnvProfile("memory", "64 MiB memory limit, no swap: unbounded buffering is OOM-killed", mem_limit="64m"),
+        EnvProfile("cpu", "half a core (nano_cpus 0.5e9)", nano_cpus=500_000_000),
+        EnvProfile("ipv6", "served and tested over IPv6 (ULA subnet on the internal network)", ipv6=True,
                 # No duplicate address detection: its ~2 s of tentative address is just a delay here.
                 sysctls={"net.ipv6.conf.all.accept_dad": "0", "net.ipv6.conf.default.accept_dad": "0"}),
     )
 }
 
 
-def profile(name: str | Profile) -> Profile:
-    if isinstance(name, Profile):
+def env_profile(name: str | EnvProfile) -> EnvProfile:
+    if isinstance(name, EnvProfile):
         return name
     try:
-        return PROFILES[name]
+        return ENV_PROFILES[name]
     except KeyError:
-        raise DockerEnvError(f"unknown profile {name!r} (known: {', '.join(PROFILES)})") from None
+        raise DockerEnvError(f"unknown environment profile {name!r} (known: {', '.join(ENV_PROFILES)})") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -416,7 +416,7 @@ class ServerContainer:
     def __init__(
         self, lab: "Lab", server: docker.models.containers.Container,
         holder: docker.models.containers.Container, net: "_Net", image: str,
-        command: list[str] | None, port: int, prof: Profile,
+        command: list[str] | None, port: int, prof: EnvProfile,
     ) -> None:
         self.lab = lab
         self.image = image
@@ -707,7 +707,7 @@ class Lab:
         image: str,
         command: Sequence[str] | str | None,
         port: int = 7,
-        profile_name: str | Profile = "default",
+        profile_name: str | EnvProfile = "default",
         ready_timeout: float = READY_TIMEOUT,
         name: str | None = None,
         environment: dict[str, str] | None = None,
@@ -724,7 +724,7 @@ class Lab:
         profile's, a dual-stack network with `ipv6`, and `hold_fds` descriptors held open in the
         server's process by `hold_fds_launcher` (a static echoconf-hold-fds, bind-mounted and
         put before the image's entrypoint)."""
-        prof = profile(profile_name)
+        prof = env_profile(profile_name)
         net = self.network(ipv6=prof.ipv6 or ipv6)
         argv: list[str] | None = None
         if command is not None:

@@ -46,11 +46,11 @@ class FreshContainer(ContainerTarget):
 
         ctr = template._container()
         cfg = ctr.attrs.get("Config") or {}
-        prof = de.profile((cfg.get("Labels") or {}).get(de.PROFILE_LABEL, "default"))
+        prof = de.env_profile((cfg.get("Labels") or {}).get(de.PROFILE_LABEL, "default"))
         ipv6 = host is not None and ":" in host
         want = dict(sysctls or {})
         if ipv6:
-            want = {**de.PROFILES["ipv6"].sysctls, **want}
+            want = {**de.ENV_PROFILES["ipv6"].sysctls, **want}
         launcher = None
         if hold_fds:
             if prof.nofile is not None and prof.nofile < hold_fds + 64:

@@ -264,7 +264,7 @@ def run_profile(
     from . import dockerenv as de
     from . import report as rep
 
-    prof = de.profile(profile_name)
+    prof = de.env_profile(profile_name)
     res = ProfileResult(prof.name, out=out)
     start = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
@@ -470,9 +470,9 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     profiles = list(dict.fromkeys(args.env_profile or ["default"]))
-    unknown = [p for p in profiles if p not in de.PROFILES]
+    unknown = [p for p in profiles if p not in de.ENV_PROFILES]
     if unknown:
-        print(f"echoconf: unknown --env-profile {', '.join(unknown)} (known: {', '.join(de.PROFILES)})",
+        print(f"echoconf: unknown --env-profile {', '.join(unknown)} (known: {', '.join(de.ENV_PROFILES)})",
               file=sys.stderr)
         return 2
     try:
