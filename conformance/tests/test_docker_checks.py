@@ -14,6 +14,7 @@ pytest.importorskip("docker")
 import docker.errors  # noqa: E402
 
 from echoconf import dockerenv as de  # noqa: E402
+from echoconf import faults  # noqa: E402
 
 
 @pytest.fixture
@@ -59,7 +60,7 @@ class StandIn:
 
 
 def test_kill_restart_passes_a_server_back_in_time(echo_addr: tuple[str, int]) -> None:
-    r = de.check_kill_restart(StandIn(echo_addr, 0.2))  # type: ignore[arg-type]
+    r = faults.check_kill_restart(StandIn(echo_addr, 0.2))  # type: ignore[arg-type]
     assert r.outcome == "passed", r
 
 
@@ -69,17 +70,17 @@ def test_kill_restart_passes_a_server_back_in_time(echo_addr: tuple[str, int]) -
 ])
 def test_kill_restart_fails_a_server_that_does_not_come_back(echo_addr: tuple[str, int], then: BaseException,
                                                              words: str) -> None:
-    r = de.check_kill_restart(StandIn(echo_addr, then))  # type: ignore[arg-type]
+    r = faults.check_kill_restart(StandIn(echo_addr, then))  # type: ignore[arg-type]
     assert r.outcome == "failed" and words in r.detail, r
 
 
 def test_kill_restart_fails_a_server_that_refuses_the_clients() -> None:
     with socket.create_server(("127.0.0.1", 0)) as s:
         addr = s.getsockname()
-    r = de.check_kill_restart(StandIn(addr, 0.2))  # type: ignore[arg-type]
+    r = faults.check_kill_restart(StandIn(addr, 0.2))  # type: ignore[arg-type]
     assert r.outcome == "failed" and "before the kill, client 1 of 3" in r.detail, r
 
 
 def test_kill_restart_error_is_the_engine_s_own(echo_addr: tuple[str, int]) -> None:
-    r = de.check_kill_restart(StandIn(echo_addr, docker.errors.APIError("500 Server Error")))  # type: ignore[arg-type]
+    r = faults.check_kill_restart(StandIn(echo_addr, docker.errors.APIError("500 Server Error")))  # type: ignore[arg-type]
     assert r.outcome == "error" and "the Docker engine failed" in r.detail, r

@@ -363,7 +363,9 @@ def run_profile(
         if not srv.alive():
             res.server_state = srv.exit_reason() or "dead"
     if faults and srv.alive():
-        for r in de.fault_checks(srv):
+        from .faults import fault_checks
+
+        for r in fault_checks(srv):
             added.append(_case(r.id, r.outcome, r.detail, r.requirement, r.duration))
             if not srv.alive():
                 res.server_state = srv.exit_reason() or "dead"
