@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT / "conformance" / "src"))
 
 from echoconf import dockerenv as de  # noqa: E402
 from echoconf import image as img  # noqa: E402
+from echoconf.images import ensure_images  # noqa: E402
 from echoconf import registry  # noqa: E402
 
 
@@ -307,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
             de.client().images.get(de.IMAGE)
             image = de.IMAGE
         else:
-            image = de.ensure_images(ROOT, log=log)
+            image = ensure_images(ROOT, log=log)
         de.cleanup_stale(log=log)
         if args.image:
             de.client().images.get(args.image)

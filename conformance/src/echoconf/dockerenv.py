@@ -21,7 +21,6 @@ Only the Docker SDK (Debian's python3-docker) and the standard library are neede
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import os
 import random
@@ -44,7 +43,6 @@ import docker.types
 
 from . import listeners as proc_listeners
 from .netns import TINY_BUFFERS
-from docker.utils.build import exclude_paths
 
 IMAGE = "echoconf:latest"
 BASE_IMAGE = "debian:bookworm-slim"
@@ -59,7 +57,7 @@ LISTENING = re.compile(r"^listening (\S+) (\d+)\s*$", re.MULTILINE)
 Log = Callable[[str], None]
 
 
-def _stderr(msg: str) -> None:
+def log_stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
@@ -129,114 +127,6 @@ def client(timeout: int = 120) -> docker.DockerClient:
         return c
     except (docker.errors.DockerException, OSError) as e:
         raise DockerEnvError(f"the Docker engine does not answer: {e}") from e
-
-
-def _script(repo_root: Path, name: str, log: Log) -> None:
-    path = Path(repo_root) / "docker" / name
-    if not path.exists():
-        raise DockerEnvError(f"{path} is missing")
-    log(f"running {path}")
-    proc = subprocess.run(["bash", str(path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for line in proc.stdout.splitlines():
-        log(f"  {line}")
-    if proc.returncode != 0:
-        raise DockerEnvError(f"{path} failed with status {proc.returncode}")
-
-
-def ensure_engine(repo_root: str | os.PathLike[str], log: Log = _stderr) -> docker.DockerClient:
-    """The engine, started by docker/engine (as root: installed and started) when it is not running."""
-    try:
-        return client()
-    except DockerEnvError:
-        _script(Path(repo_root), "engine", log)
-        return client()
-
-
-def ensure_base_image(repo_root: str | os.PathLike[str], log: Log = _stderr) -> None:
-    """debian:bookworm-slim, pulled or built offline by docker/base-image when absent."""
-    c = ensure_engine(repo_root, log)
-    try:
-        c.images.get(BASE_IMAGE)
-    except docker.errors.ImageNotFound:
-        _script(Path(repo_root), "base-image", log)
-
-
-def _dockerignore(root: Path) -> list[str]:
-    f = root / ".dockerignore"
-    if not f.exists():
-        return []
-    lines = (ln.strip() for ln in f.read_text().splitlines())
-    return [ln for ln in lines if ln and not ln.startswith("#")]
-
-
-def context_hash(context: str | os.PathLike[str], dockerfile: str = DOCKERFILE, base: str = "") -> str:
-    """Hash of what a build would see: the files the SDK sends (.dockerignore applied, the same
-    function the SDK uses), their modes and contents, plus the base image id."""
-    root = Path(context)
-    h = hashlib.sha256(base.encode())
-    for rel in sorted(exclude_paths(str(root), _dockerignore(root), dockerfile=dockerfile)):
-        p = root / rel
-        if p.is_symlink():
-            h.update(f"L {rel} {os.readlink(p)}\n".encode())
-        elif p.is_file():
-            h.update(f"F {rel} {p.stat().st_mode & 0o777:o}\n".encode())
-            h.update(hashlib.sha256(p.read_bytes()).digest())
-    return h.hexdigest()[:32]
-
-
-def build_image(
-    context: str | os.PathLike[str],
-    tag: str,
-    dockerfile: str = "Dockerfile",
-    log: Log = _stderr,
-    labels: dict[str, str] | None = None,
-) -> str:
-    """Build an image (any context: the echoconf image, a user's server); returns the tag.
-    The build output goes to `log`, one line at a time; DockerEnvError with its tail on failure."""
-    c = client(timeout=1800)
-    tail: list[str] = []
-    start = time.monotonic()
-    log(f"building {tag} from {context} ({dockerfile})")
-    try:
-        for chunk in c.api.build(
-            path=str(context), dockerfile=dockerfile, tag=tag, rm=True, forcerm=True,
-            labels=labels or {}, decode=True,
-        ):
-            if "error" in chunk:
-                raise DockerEnvError(f"building {tag} failed: {chunk['error'].strip()}\n" + "\n".join(tail[-20:]))
-            text = chunk.get("stream", "")
-            for line in text.splitlines():
-                if line.strip():
-                    tail.append(line)
-                    if line.startswith(("Step ", "Successfully", "WARNING")):
-                        log(f"  {line}")
-    except docker.errors.APIError as e:
-        raise DockerEnvError(f"building {tag} failed: {e}") from e
-    log(f"built {tag} in {time.monotonic() - start:.1f}s")
-    return tag
-
-
-def ensure_images(
-    repo_root: str | os.PathLike[str], tag: str = IMAGE, log: Log = _stderr, force: bool = False
-) -> str:
-    """The echoconf image (reference and broken servers + harness), built when missing or stale
-    (its label records the hash of the build context and base image). Starts the engine and
-    makes the base image when needed. Returns the image reference to run."""
-    root = Path(repo_root).resolve()
-    c = ensure_engine(root, log)
-    ensure_base_image(root, log)
-    base_id = c.images.get(BASE_IMAGE).id
-    want = context_hash(root, DOCKERFILE, base_id)
-    if not force:
-        try:
-            have = (c.images.get(tag).labels or {}).get(CONTEXT_LABEL)
-            if have == want:
-                log(f"{tag} is up to date")
-                return tag
-            log(f"{tag} is stale: rebuilding")
-        except docker.errors.ImageNotFound:
-            log(f"{tag} is absent: building")
-    return build_image(root, tag, DOCKERFILE, log, labels={CONTEXT_LABEL: want})
 
 
 # --------------------------------------------------------------------------------------------
@@ -623,7 +513,7 @@ class Lab:
     with ipv6=True. When this process runs in a container, that container is attached to the
     networks so it can reach the servers."""
 
-    def __init__(self, ipv6: bool = False, holder_image: str = BASE_IMAGE, log: Log = _stderr) -> None:
+    def __init__(self, ipv6: bool = False, holder_image: str = BASE_IMAGE, log: Log = log_stderr) -> None:
         self.client = client()
         self.holder_image = holder_image
         self.log = log
@@ -806,12 +696,12 @@ class Lab:
         self._nets.clear()
 
 
-def internal_network(ipv6: bool = False, log: Log = _stderr) -> Lab:
+def internal_network(ipv6: bool = False, log: Log = log_stderr) -> Lab:
     """`with internal_network(ipv6=True) as lab: lab.start_server(...)` — the same as Lab(...)."""
     return Lab(ipv6=ipv6, log=log)
 
 
-def cleanup_stale(log: Log = _stderr) -> int:
+def cleanup_stale(log: Log = log_stderr) -> int:
     """Remove containers and networks left by labs of this host whose process is gone (a run that
     was SIGKILLed). Returns how many were removed."""
     c = client()
