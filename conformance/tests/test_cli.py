@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
@@ -177,6 +178,21 @@ def test_registry_expected_failures(tmp_path: Path, report_dir: Path) -> None:
             "--report", str(report_dir))
     assert p.returncode == 1
     assert outcomes(load_report(report_dir)) == {"echo.nul": "xfailed", "echo.basic": "xpassed"}
+
+
+@pytest.mark.parametrize("table, error", [
+    ('[broken.x]\nbuiltin = "b"\nmust-fail = ["echo.basic"]\nmay-fail = ["echo.nul"]\n', "may-fail is not supported"),
+    ('[broken.x]\nbuiltin = "b"\nmust-fail = ["echo.basic"]\njudged-on = ["echo.nul"]\n',
+     "must-fail cases ['echo.basic'] are not among judged-on"),
+    ('[x]\nbuiltin = "b"\njudged-on = ["echo.nul"]\n', "belong in [broken.*] entries"),
+])
+def test_registry_refuses_lists_that_cannot_be_judged(tmp_path: Path, table: str, error: str) -> None:
+    from echoconf import registry
+
+    reg = tmp_path / "impls.toml"
+    reg.write_text(table)
+    with pytest.raises(registry.RegistryError, match=re.escape(error)):
+        registry.load(reg)
 
 
 def test_target_mode_skips_owned_cases(report_dir: Path) -> None:

@@ -46,6 +46,8 @@ def _run_entry(impl: registry.Implementation, base: Path) -> dict[str, Any]:
     if impl.broken:
         # --strict: a broken server's failed SHOULD cases count in its exit status too
         args += ["--profile", BROKEN_PROFILE, "--hang-bound", HANG_BOUND, "--strict"]
+        for case in impl.judged_on:
+            args += ["--case", case]
     elif impl.builtin:
         args += ["--strict"]  # the reference servers meet every recommendation as well
     t0 = time.monotonic()

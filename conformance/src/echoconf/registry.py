@@ -61,6 +61,9 @@ class Implementation:
     expected_failures: dict[str, str] = field(default_factory=dict)
     broken: bool = False
     must_fail: list[str] = field(default_factory=list)
+    # A broken server whose bug is a race (it shows wherever the client falls behind for a
+    # moment, by chance): the meta-test runs only these cases, the ones built to force it.
+    judged_on: list[str] = field(default_factory=list)
     fm: list[str] = field(default_factory=list)
     description: str = ""
 
@@ -158,7 +161,7 @@ def _entry(name: str, table: dict, broken: bool, registry_dir: Path) -> Implemen
     if unknown:
         raise RegistryError(f"{where}: unknown capabilities {unknown} (known: {list(CAPABILITIES)})")
     allowed = {"builtin", "command", "target", "capabilities", "expected-failures", "description",
-               "must-fail", "fm"}
+               "must-fail", "judged-on", "fm"}
     extra = set(table) - allowed
     if "may-fail" in extra:
         raise RegistryError(f"{where}: may-fail is not supported: a broken server fails exactly its "
@@ -166,14 +169,17 @@ def _entry(name: str, table: dict, broken: bool, registry_dir: Path) -> Implemen
                             "deterministically instead")
     if extra:
         raise RegistryError(f"{where}: unknown keys {sorted(extra)}")
-    if not broken and "must-fail" in table:
-        raise RegistryError(f"{where}: must-fail belongs in [broken.*] entries")
+    if not broken and ("must-fail" in table or "judged-on" in table):
+        raise RegistryError(f"{where}: must-fail and judged-on belong in [broken.*] entries")
+    outside = [c for c in table.get("must-fail", []) if "judged-on" in table and c not in table["judged-on"]]
+    if outside:
+        raise RegistryError(f"{where}: must-fail cases {outside} are not among judged-on")
     impl = Implementation(
         name=name, builtin=table.get("builtin"),
         command=expand(table["command"], registry_dir) if "command" in table else None,
         target=table.get("target"), capabilities=list(caps),
         expected_failures=dict(table.get("expected-failures", {})), broken=broken,
-        must_fail=list(table.get("must-fail", [])),
+        must_fail=list(table.get("must-fail", [])), judged_on=list(table.get("judged-on", [])),
         fm=list(table.get("fm", [])), description=table.get("description", ""))
     if broken and not impl.must_fail:
         raise RegistryError(f"{where}: a broken server needs a non-empty must-fail list")
