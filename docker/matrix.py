@@ -54,11 +54,6 @@ def reference_servers() -> dict[str, list[str]]:
     return {i.builtin: list(i.capabilities) for i in registry.load().values() if i.builtin and not i.broken}
 
 
-def capability_args(capabilities: list[str]) -> tuple[list[str], list[str]]:
-    """(harness arguments, capabilities to deny): exactly what the registry declares, so
-    that a cell runs the cases a local --impl run of the same server runs."""
-    extra = [a for c in capabilities for a in ("--capability", c)]
-    return extra, [c for c in registry.CAPABILITIES if c not in capabilities]
 # (suite profile, fault checks) per hostile profile in the default run; see the module doc.
 PLAN: dict[str, tuple[str, bool]] = {
     "default": ("default", True),
@@ -116,7 +111,10 @@ def run_cell(lab: de.Lab, image: str, server: str, prof: str, reports: Path, sui
     without: list[str] = []
     if server != "image":
         command = [server, "--port", "{port}"]
-        extra, without = capability_args(reference_servers()[server])
+        # Exactly what the registry declares: a cell runs the cases a local --impl run runs.
+        caps = reference_servers()[server]
+        extra = registry.capability_flags(caps)
+        without = [c for c in registry.CAPABILITIES if c not in caps]
     r = img.run_profile(lab, image, command, port, prof, out, suite_profile=suite_profile, harness_args=extra,
                         without=without, faults=faults, name=server, log=log, timeout=timeout)
     cell.families, cell.failures = r.families, r.failures

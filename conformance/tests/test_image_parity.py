@@ -42,12 +42,6 @@ def package(binary: Path, ctx: Path, tag: str) -> str:
     return tag
 
 
-def capability_flags(capabilities: list[str]) -> list[str]:
-    """Exactly the entry's capabilities: --target's default (concurrent) is not assumed."""
-    return ([a for c in capabilities for a in ("--capability", c)]
-            + [a for c in registry.CAPABILITIES if c not in capabilities for a in ("--without", c)])
-
-
 def test_every_broken_image_fails_exactly_its_local_cases(tmp_path_factory: pytest.TempPathFactory) -> None:
     missing = [e.builtin for e in ENTRIES if registry.find_binary(e.builtin) is None]
     assert not missing, f"not built: {missing} ({registry.BUILD_HINT})"
@@ -56,7 +50,7 @@ def test_every_broken_image_fails_exactly_its_local_cases(tmp_path_factory: pyte
 
     def judge(e: registry.Implementation) -> tuple[str, set[str], str]:
         out = tmp_path_factory.mktemp(f"{e.name}-report")
-        p = run("run", "--image", images[e.key], "--port", "7", *META, *capability_flags(e.capabilities),
+        p = run("run", "--image", images[e.key], "--port", "7", *META, *registry.capability_flags(e.capabilities),
                 "--report", str(out), timeout=900)
         doc = load_report(out / "default")
         got = outcomes(doc)

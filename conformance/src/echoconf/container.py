@@ -133,12 +133,10 @@ class ContainerTarget(Target):
             return False
         try:
             self._holder.reload()
-            pid = int((self._holder.attrs.get("State") or {}).get("Pid") or 0)
-            with open(f"/proc/{pid}/cgroup") as f:
-                mine = pid > 0 and self._holder.id in f.read()
-        except Exception:  # noqa: BLE001 - engine or /proc: either way, not seen
+        except Exception:  # noqa: BLE001 - the engine failed: not seen
             return False
-        self._seen = mine and os.access(f"/proc/{pid}/fd", os.R_OK)
+        self._seen = _seen_here(int((self._holder.attrs.get("State") or {}).get("Pid") or 0),
+                                self._holder.id) is None
         return self._seen
 
     @property
@@ -150,18 +148,9 @@ class ContainerTarget(Target):
         pid = int(st.get("Pid") or 0)
         if pid <= 0:
             raise HarnessError(f"the server container {self.container} is not running")
-        cid = self._container().id
-        try:
-            with open(f"/proc/{pid}/cgroup") as f:
-                mine = cid in f.read()
-        except OSError:
-            mine = False
-        if not mine:
-            raise HarnessError(f"the processes of container {self.container} cannot be seen from here "
-                               "(the harness runs in another PID namespace than the Docker engine)")
-        if not os.access(f"/proc/{pid}/fd", os.R_OK):
-            raise HarnessError(f"the processes of container {self.container} cannot be seen from here "
-                               "(reading their descriptors needs root)")
+        why = _seen_here(pid, self._container().id)
+        if why:
+            raise HarnessError(f"the processes of container {self.container} cannot be seen from here ({why})")
         return pid
 
     @property
@@ -280,6 +269,22 @@ class ContainerTarget(Target):
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "kind": "container", "container": self.container,
                 "restarts": self.restarts, "deaths": [h["reason"] for h in self.history]}
+
+
+def _seen_here(pid: int, container_id: str) -> str | None:
+    """Why this host cannot see the processes of the container whose first process Docker
+    calls `pid`, or None when it can: the number must be that container's here (its cgroup
+    names it; in another PID namespace the same number is another process) and readable."""
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            mine = pid > 0 and container_id in f.read()
+    except OSError:
+        mine = False
+    if not mine:
+        return "the harness runs in another PID namespace than the Docker engine"
+    if not os.access(f"/proc/{pid}/fd", os.R_OK):
+        return "reading their descriptors needs root"
+    return None
 
 
 def _epoch(stamp: str | None) -> float | None:

@@ -145,6 +145,13 @@ def find_binary(name: str) -> Path | None:
     return None
 
 
+def capability_flags(capabilities: list[str]) -> list[str]:
+    """`echoconf run` arguments declaring exactly these capabilities: none assumed (--target's
+    default, concurrent, is denied when not listed)."""
+    return ([a for c in capabilities for a in ("--capability", c)]
+            + [a for c in CAPABILITIES if c not in capabilities for a in ("--without", c)])
+
+
 def expand(command: str, registry_dir: Path) -> str:
     """Fill the registry's placeholders (not `{port}`: that one is the harness's)."""
     return (command.replace("{python}", shlex.quote(sys.executable))
