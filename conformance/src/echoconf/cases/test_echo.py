@@ -46,12 +46,17 @@ def test_crlf(server: Target) -> None:
         roundtrip(server, [payload], f"{payload!r}", deadline=2)
 
 
-@case("echo.sizes", "rfc862", "single writes of k*2^m and k*2^m +-1 bytes (m=8..16) exact", fm=["FM-22"],
+@case("echo.sizes", "rfc862", "single writes of k*2^m and k*2^m +-1 bytes (m=8..16, SO_RCVBUF 4 KiB) exact",
+      fm=["FM-22", "FM-01"],
       grade="must", why="a write of any size must come back whole: bytes lost at a buffer edge break RFC 862")
 def test_sizes(server: Target, ctx: Ctx) -> None:
+    # Read through a small receive window: whether the server's writes of the larger sizes
+    # come back short then does not depend on how the network between us cuts the stream
+    # (whole on loopback, 1448-byte segments on a bridge), so a server that drops the tail
+    # of a short write fails here on every path, not only where a read took a whole write.
     for m in range(8, 17):
         for n in (2 ** m - 1, 2 ** m, 2 ** m + 1):
-            roundtrip(server, [ctx.payload(n)], f"one write of {n} bytes", deadline=5)
+            roundtrip(server, [ctx.payload(n)], f"one write of {n} bytes", deadline=5, rcvbuf=4 * KiB)
 
 
 @case("echo.large", "rfc862", "64 MiB (16 MiB quick) streamed while reading concurrently: exact",
@@ -166,7 +171,10 @@ def test_sequential(server: Target, ctx: Ctx) -> None:
       grade="must", why="another client's bytes in a stream corrupt it; a client kept waiting on another is not served")
 def test_concurrent(server: Target, ctx: Ctx) -> None:
     n = ctx.profile.concurrent
-    payloads = [distinct(i, 16 * KiB, ctx.seed) for i in range(n)]
+    # Under 16 KiB a client, sentinel included: a server whose reads overflow a 16 KiB buffer
+    # is echo.sizes's subject, and here it would fail or not depending on how much of one
+    # client's stream the kernel had queued when the server got to read it.
+    payloads = [distinct(i, 15 * KiB, ctx.seed) for i in range(n)]
     socks = [connect(server.addr, 2.0, factory=server.factory()) for _ in payloads]
     try:
         flows = [Flow(s, [*chunked(p, 512), SENTINEL], shut_wr=False) for s, p in zip(socks, payloads)]
