@@ -500,6 +500,33 @@ def proc_stat(pid: int) -> dict[str, float]:
     return {"cpu": cpu, "rss": rss}
 
 
+def stop_briefly(pid: int, bound: float = 2.0) -> None:
+    """SIGSTOP `pid`, wait until the kernel reports it stopped (at most `bound` seconds), then
+    SIGCONT it. A SIGCONT sent before the stop took effect would cancel the stop; waiting a
+    fixed time instead would stop the process for as long as the sender sleeps, which on a
+    loaded machine can be long enough to look like an idle client to a server's timer."""
+    try:
+        os.kill(pid, signal.SIGSTOP)
+    except ProcessLookupError:
+        return  # gone: the caller's liveness check says so
+    try:
+        end = time.monotonic() + bound
+        while time.monotonic() < end:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                return  # gone: the caller's liveness check says so
+            if state in ("T", "t", "Z", "X"):
+                return
+            time.sleep(0.001)
+    finally:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+
+
 def runnable_ns(pid: int) -> dict[str, int]:
     """Per thread of a process: nanoseconds on a CPU plus nanoseconds waiting in a run queue."""
     out = {}

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import errno
-import os
 import selectors
-import signal
 import socket
 import threading
 import time
@@ -21,7 +19,8 @@ from echoconf.container import ContainerTarget
 from echoconf.fresh_container import FreshContainer
 from echoconf.oracle import CaseFailure, fail
 from echoconf.steps import alive, chunked, roundtrip, runnable_during, with_death
-from echoconf.target import HarnessError, OwnedServer, Target, fd_count, lower_nofile, proc_stat
+from echoconf.target import (HarnessError, OwnedServer, Target, fd_count, lower_nofile, proc_stat,
+                             stop_briefly)
 
 # A thread runnable (on a CPU or queued for one) more than half of a window in which the server
 # has nothing to do is spinning: a spinner is runnable about all of it, on an idle machine or
@@ -383,11 +382,7 @@ def test_fd_setsize(fresh_server: Callable[..., OwnedServer], ctx: Ctx) -> None:
 def test_eintr(fresh_server: Callable[..., OwnedServer], ctx: Ctx) -> None:
     srv = fresh_server()
     pid = srv.pid
-    try:
-        os.kill(pid, signal.SIGSTOP)
-        time.sleep(0.1)  # pacing: let the stop take effect
-    finally:
-        os.kill(pid, signal.SIGCONT)
+    stop_briefly(pid)
     alive(srv, "SIGSTOP and SIGCONT while idle (an interrupted wait must be restarted, FM-04)")
     errors: list[BaseException] = []
 
@@ -401,14 +396,9 @@ def test_eintr(fresh_server: Callable[..., OwnedServer], ctx: Ctx) -> None:
 
     t = threading.Thread(target=echo, daemon=True)
     t.start()
-    try:
-        for _ in range(5):
-            time.sleep(0.03)
-            os.kill(pid, signal.SIGSTOP)
-            time.sleep(0.03)
-            os.kill(pid, signal.SIGCONT)
-    finally:
-        os.kill(pid, signal.SIGCONT)
+    for _ in range(5):
+        time.sleep(0.03)  # pacing: spread the stops over the echo
+        stop_briefly(pid)
     t.join(25)
     if errors:
         raise errors[0]
