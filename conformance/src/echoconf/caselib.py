@@ -137,7 +137,6 @@ class Ctx:
     seed: int
     capabilities: frozenset[str]
     case_id: str = ""
-    notes: list[str] = field(default_factory=list)
 
     @property
     def concurrent(self) -> bool:
@@ -167,6 +166,3 @@ def _pool(seed: int) -> bytes:
         _POOLS.clear()
         _POOLS[seed] = random.Random(seed * 1_000_003 + 862).randbytes(POOL_SIZE)
     return _POOLS[seed]
-
-    def note(self, text: str) -> None:
-        self.notes.append(text)
