@@ -335,3 +335,20 @@ def test_readme_catalogue_is_the_list_output() -> None:
         if line.startswith("| `") and len(cells) == 6:
             table[cells[0].strip("`")] = (cells[1], cells[2], cells[5])
     assert table == listed
+
+def test_a_bug_in_the_harness_is_an_error_not_a_verdict(tmp_path: Path) -> None:
+    """An exception of the harness's own (AttributeError, TypeError, ...) says nothing about the
+    server: the case is an error and the run a harness error (exit 2), never a failed case or
+    a recommendation not met."""
+    import os
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent / "plugins"),
+                                                       os.environ.get("PYTHONPATH", "")]))
+    p = run("run", "--command", example(), "--case", "echo.basic", "--case", "echo.crlf",
+            "--report", str(tmp_path), "--", "-p", "harness_bug", env=env)
+    assert p.returncode == 2, p.stdout + p.stderr
+    doc = load_report(tmp_path)
+    assert outcomes(doc) == {"echo.basic": "error", "echo.crlf": "passed"}
+    msg = next(c for c in doc["cases"] if c["id"] == "echo.basic")["detail"]["message"]
+    assert msg.startswith("harness error: AttributeError") and "not in the server" in msg, msg
+    assert doc["summary"]["harness_errors"] and not doc["summary"]["conformant"]

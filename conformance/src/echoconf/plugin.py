@@ -24,6 +24,11 @@ from .shared import SharedServer
 from .target import HarnessError, OwnedServer, RemoteTarget, ServerSpec, Target
 
 DEFAULT_SEED = 862
+# Exceptions that are the harness's own bugs, never the server's doing: the case is an error and
+# the run a harness error (exit 2), never a failed case. The cases judge the server only through
+# CaseFailure (oracle.fail, StreamCheck); a socket error they let through is the server's.
+HARNESS_BUGS = (AttributeError, NameError, TypeError, ImportError, LookupError, AssertionError,
+                ZeroDivisionError)
 FAMILY_ORDER = ("echo", "partial", "close", "robust", "state")
 _HC = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
        HealthCheck.function_scoped_fixture]
@@ -310,10 +315,14 @@ class EchoconfRun:
         outcome = yield
         rep: pytest.TestReport = outcome.get_result()
         detail: dict[str, Any] | None = None
-        if call.excinfo is not None and isinstance(call.excinfo.value, CaseFailure):
-            detail = dict(call.excinfo.value.detail)
-        elif call.excinfo is not None and isinstance(call.excinfo.value, HarnessError):
-            detail = {"message": f"harness error: {call.excinfo.value}"}
+        exc = call.excinfo.value if call.excinfo is not None else None
+        if isinstance(exc, CaseFailure):
+            detail = dict(exc.detail)
+        elif isinstance(exc, HarnessError):
+            detail = {"message": f"harness error: {exc}", "harness_error": True}
+        elif isinstance(exc, HARNESS_BUGS):
+            detail = {"message": f"harness error: {type(exc).__name__}: {exc} (a bug in echoconf, not in the "
+                                 "server under test)", "harness_error": True}
         if call.when == "call" and self.target is not None and "server" in item.fixturenames:
             # Only a case on the shared server is charged with its death (see shared.py).
             lost = self.shared.lost.pop(item.nodeid, None)
@@ -324,6 +333,11 @@ class EchoconfRun:
             self.shared.charged = died
         if detail is not None:
             rep.echoconf_detail = detail  # type: ignore[attr-defined]
+        if rep.failed and (detail or {}).get("harness_error") and "server_died" not in detail:
+            # The harness could not judge: no verdict on the server, and the run says so (exit 2).
+            rep.echoconf_harness_error = True  # type: ignore[attr-defined]
+            self.harness_errors.append(f"{item.nodeid.split('::', 1)[-1]}: {detail['message']}")
+            return
         if (call.when == "call" and rep.failed and not self.strict
                 and _grade(item) == "should" and "server_died" not in (detail or {})):
             self._recommendation(rep, detail)
@@ -382,7 +396,10 @@ class EchoconfRun:
                 r["outcome"] = "error"
                 r["detail"] = d or {"message": _first_line(report.longreprtext)}
         elif report.when == "call":
-            if getattr(report, "echoconf_should_failed", False):
+            if getattr(report, "echoconf_harness_error", False):
+                r["outcome"] = "error"
+                r["detail"] = d
+            elif getattr(report, "echoconf_should_failed", False):
                 r["outcome"] = "failed"
                 r["detail"] = d
             elif hasattr(report, "wasxfail"):

@@ -10,7 +10,7 @@ from hypothesis.stateful import (RuleBasedStateMachine, invariant, precondition,
                                  run_state_machine_as_test)
 
 from echoconf.caselib import Ctx, case
-from echoconf.client import Deadline, connect, read_to_eof, recv_exactly, reset, send_all
+from echoconf.client import OPEN, Deadline, connect, read_to_eof, recv_exactly, reset, send_all
 from echoconf.oracle import CaseFailure, StreamCheck
 from echoconf.steps import with_death
 from echoconf.target import Target
@@ -123,7 +123,8 @@ def machine_for(server: Target, max_clients: int) -> type[RuleBasedStateMachine]
         @invariant()
         def received_is_prefix(self) -> None:
             for c in self.clients:
-                assert bytes(c.sent).startswith(bytes(c.received)), f"client {c.n}: echo is not a prefix"
+                if not bytes(c.sent).startswith(bytes(c.received)):
+                    self._fail(c, "the echo so far is not a prefix of what it sent", bytes(c.received), OPEN)
 
         def teardown(self) -> None:
             for c in self.clients:
