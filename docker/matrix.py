@@ -2,11 +2,11 @@
 """The conformance matrix in Docker: every server image × every hostile profile.
 
 For each (server, profile) cell: start the server in a container on an internal Docker network
-under the profile, run the conformance suite against it (`conformance/echoconf run --target`,
-through echoconf.image.run_profile, the same code as `echoconf run --image`), then the
-Docker-level checks (the container is alive; descriptor exhaustion under a descriptor limit) and,
-where the plan says so, the fault checks across the container boundary (pause/resume, network
-cut, kill/restart). Two cells run at once (--jobs). Writes REPORTS/matrix.md, a self-contained
+under the profile and run the conformance suite against it through echoconf.image.run_profile,
+the same code as `echoconf run --image`: every case, the docker.* family last (the container is
+alive; descriptor exhaustion under a descriptor limit; where the plan says so, the fault cases
+across the container boundary: pause/resume, network cut, kill/restart). Two cells run at once
+(--jobs). Writes REPORTS/matrix.md, a self-contained
 REPORTS/matrix.html, REPORTS/matrix.json, REPORTS/junit.xml (every cell) and each cell's harness
 reports under REPORTS/<server>/<profile>/.
 
@@ -45,7 +45,9 @@ sys.path.insert(0, str(ROOT / "conformance" / "src"))
 from echoconf import dockerenv as de  # noqa: E402
 from echoconf import image as img  # noqa: E402
 from echoconf.images import ensure_images  # noqa: E402
+from echoconf.lab import Lab, cleanup_stale  # noqa: E402
 from echoconf import registry  # noqa: E402
+from echoconf.caselib import FAMILIES  # noqa: E402
 
 
 def reference_servers() -> dict[str, list[str]]:
@@ -103,7 +105,7 @@ def harness_usable() -> bool:
     return proc.returncode == 0 and "--target" in proc.stdout
 
 
-def run_cell(lab: de.Lab, image: str, server: str, prof: str, reports: Path, suite_profile: str,
+def run_cell(lab: Lab, image: str, server: str, prof: str, reports: Path, suite_profile: str,
              faults: bool, timeout: float, port: int = 7, command: list[str] | None = None) -> Cell:
     cell = Cell(server, prof, suite=suite_profile)
     out = reports / server / prof
@@ -158,9 +160,8 @@ def junit(cells: list[Cell], reports: Path) -> None:
 
 
 def family_order(cells: list[Cell]) -> list[str]:
-    known = ["echo", "partial", "close", "robust", "state", "docker"]
     seen = {f for c in cells for f in c.families}
-    return [f for f in known if f in seen] + sorted(seen - set(known))
+    return [f for f in FAMILIES if f in seen] + sorted(seen - set(FAMILIES))
 
 
 def cell_text(cnt: collections.Counter[str] | None) -> tuple[str, str]:
@@ -307,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
             image = de.IMAGE
         else:
             image = ensure_images(ROOT, log=log)
-        de.cleanup_stale(log=log)
+        cleanup_stale(log=log)
         if args.image:
             de.client().images.get(args.image)
     except Exception as e:  # noqa: BLE001 - any failure to set up is a harness error
@@ -336,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     order = sorted(range(len(todo)), key=lambda i: -(cost[todo[i][2]] + todo[i][3]))
     results: dict[int, Cell] = {}
     try:
-        with de.Lab(log=log) as lab, concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        with Lab(log=log) as lab, concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
             futs = {pool.submit(run_cell, lab, run_image, server, prof, reports, suite, faults,
                                 args.cell_timeout, args.port, command): i
                     for i in order for server, prof, suite, faults in [todo[i]]}

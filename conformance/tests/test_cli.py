@@ -20,7 +20,8 @@ partial.one-byte-writes partial.slow-reader partial.burst-half-close partial.man
 partial.tiny-buffers close.half-close-flush close.half-close-eof close.no-early-close
 close.reset-pending close.connect-close close.connect-reset close.vanish-while-writing
 robust.stalled-reader robust.bounded-memory robust.no-busy-loop robust.fd-leak robust.fd-exhaustion
-robust.fd-exhaustion-prompt robust.fd-setsize robust.eintr robust.restart-rebind robust.ipv6 state.machine""".split()
+robust.fd-exhaustion-prompt robust.fd-setsize robust.eintr robust.restart-rebind robust.ipv6 state.machine
+docker.nofile-exhaustion docker.pause-resume docker.disconnect-reconnect docker.kill-restart docker.alive""".split()
 
 
 def test_list_shows_every_catalogue_case() -> None:
@@ -335,6 +336,7 @@ def test_readme_catalogue_is_the_list_output() -> None:
         if line.startswith("| `") and len(cells) == 6:
             table[cells[0].strip("`")] = (cells[1], cells[2], cells[5])
     assert table == listed
+
 
 def test_a_bug_in_the_harness_is_an_error_not_a_verdict(tmp_path: Path) -> None:
     """An exception of the harness's own (AttributeError, TypeError, ...) says nothing about the

@@ -46,7 +46,7 @@ def echo_addr() -> Iterator[tuple[str, int]]:
 
 
 class StandIn:
-    """What check_kill_restart uses of a ServerContainer; `kill_and_restart` does `then`."""
+    """What check_kill_restart uses of a DockerTarget; `kill_and_restart` does `then`."""
 
     def __init__(self, addr: tuple[str, int], then: BaseException | float) -> None:
         self.address, self.port = addr

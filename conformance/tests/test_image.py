@@ -14,6 +14,13 @@ import pytest
 from conftest import REPO, load_report, outcomes, run
 
 
+def server_state(base: Path, profile: str) -> str:
+    """How the server container was after the run under `profile` (summary.json)."""
+    import json
+
+    return json.loads((base / "summary.json").read_text())["profiles"][profile]["server_state"]
+
+
 def _engine_problem() -> str | None:
     try:
         from echoconf import dockerenv as de
@@ -47,20 +54,21 @@ def test_server_that_never_listens_exits_2(tmp_path: Path) -> None:
     p = run("run", "--image", "echoconf:latest", "--command-in-image", "false", "--report", str(tmp_path))
     assert p.returncode == 2, p.stdout + p.stderr
     assert "never ready" in p.stdout
-    assert load_report(tmp_path / "default")["environment"]["profile"] == "default"
+    assert load_report(tmp_path / "default")["target"]["env_profile"] == "default"
 
 
 def test_reference_server_passes_with_profile_on_every_line(tmp_path: Path) -> None:
     p = run("run", "--image", "echoconf:latest", "--command-in-image", "echo-epoll --port 7",
             "--env-profile", "default", "--env-profile", "low-nofile",
-            "--case", "echo.basic", "--case", "close.half-close-eof", "--report", str(tmp_path))
+            "--case", "echo.basic", "--case", "close.half-close-eof", "--case", "echo.concurrent",
+            "--case", "docker.*", "--report", str(tmp_path))
     assert p.returncode == 0, p.stdout + p.stderr
     assert "[default] passed   echo.basic" in p.stdout
     assert "[low-nofile] passed   echo.basic" in p.stdout
     for prof in ("default", "low-nofile"):
         doc = load_report(tmp_path / prof)
-        assert doc["environment"]["profile"] == prof
-        assert doc["environment"]["docker"]["image"] == "echoconf:latest"
+        assert doc["target"]["env_profile"] == prof
+        assert doc["target"]["image"] == "echoconf:latest"
         assert doc["target"]["kind"] == "docker"
         assert outcomes(doc)["docker.alive"] == "passed"
         assert (tmp_path / prof / "junit.xml").exists() and (tmp_path / prof / "report.md").exists()
@@ -73,10 +81,11 @@ def test_reference_server_passes_with_profile_on_every_line(tmp_path: Path) -> N
 
 def test_oom_killed_server_is_reported_as_such(tmp_path: Path) -> None:
     p = run("run", "--image", "echoconf:latest", "--command-in-image", "broken-unbounded --port 7",
-            "--env-profile", "memory", "--case", "robust.bounded-memory", "--report", str(tmp_path))
+            "--env-profile", "memory", "--case", "robust.bounded-memory", "--case", "docker.alive",
+            "--report", str(tmp_path))
     assert p.returncode == 1, p.stdout + p.stderr
     doc = load_report(tmp_path / "memory")
-    assert doc["environment"]["docker"]["server_state"].startswith("OOM-killed")
+    assert server_state(tmp_path, "memory").startswith("OOM-killed")
     assert outcomes(doc)["docker.alive"] == "failed"
     assert "OOM-killed" in p.stdout
 
@@ -139,7 +148,8 @@ def _case_detail(doc: dict, cid: str) -> dict:
 def test_server_killed_by_sigpipe_fails_the_case_and_the_run_goes_on(dying_images: dict[str, str],
                                                                       tmp_path: Path) -> None:
     p = run("run", "--image", dying_images["sigpipe-on-reset"], "--case", "echo.basic",
-            "--case", "close.reset-pending", "--case", "close.connect-close", "--report", str(tmp_path), timeout=120)
+            "--case", "close.reset-pending", "--case", "close.connect-close", "--case", "docker.alive",
+            "--report", str(tmp_path), timeout=120)
     assert p.returncode == 1, p.stdout + p.stderr
     assert "harness error" not in p.stdout + p.stderr
     doc = load_report(tmp_path / "default")
@@ -154,7 +164,7 @@ def test_server_killed_by_sigpipe_fails_the_case_and_the_run_goes_on(dying_image
     assert got["echo.basic"] == "passed"
     assert got["docker.alive"] == "failed"
     assert "SIGPIPE" in _case_detail(doc, "docker.alive")["message"]
-    assert doc["environment"]["docker"]["server_state"].startswith("exited 141 (SIGPIPE)")
+    assert server_state(tmp_path, "default").startswith("exited 141 (SIGPIPE)")
     assert doc["summary"]["exit_status"] == 1 and not doc["summary"]["harness_errors"]
     assert "[default] failed   close.reset-pending" in p.stdout
 
@@ -162,7 +172,8 @@ def test_server_killed_by_sigpipe_fails_the_case_and_the_run_goes_on(dying_image
 def test_server_that_exits_after_its_first_client_fails_cases_not_the_harness(
         dying_images: dict[str, str], tmp_path: Path) -> None:
     p = run("run", "--image", dying_images["exit-after-first-client"], "--case", "echo.basic",
-            "--case", "echo.nul", "--case", "close.half-close-eof", "--report", str(tmp_path), timeout=120)
+            "--case", "echo.nul", "--case", "close.half-close-eof", "--case", "docker.alive", "--report",
+            str(tmp_path), timeout=120)
     assert p.returncode == 1, p.stdout + p.stderr
     assert "harness error" not in p.stdout + p.stderr and "nothing accepts" not in p.stdout
     doc = load_report(tmp_path / "default")
@@ -191,13 +202,16 @@ def test_server_cut_off_the_network_keeps_its_address() -> None:
     """docker.disconnect-reconnect cuts a server off while other cells start containers on the
     same network (docker/run runs several at once): none may take its address meanwhile."""
     from echoconf import dockerenv as de
+    from echoconf.container import DockerTarget
+    from echoconf.lab import Lab
 
-    with de.Lab() as lab:
+    with Lab() as lab:
         a = lab.start_server(de.IMAGE, "echo-epoll --port 7", 7, "default")
-        a.disconnect()
+        cut = DockerTarget(a.name, a.address, a.port)  # what the docker.* cases drive
+        cut.disconnect()
         b = lab.start_server(de.IMAGE, "echo-poll --port 7", 7, "default")
         assert b.ipv4 != a.ipv4
-        a.reconnect()
+        cut.reconnect()
         assert de.probe(a.address, a.port, timeout=2.0) is None
         assert de.probe(b.address, b.port, timeout=2.0) is None
 # --------------------------------------------------------------------------------------------

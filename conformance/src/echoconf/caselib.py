@@ -12,6 +12,9 @@ import pytest
 
 F = TypeVar("F", bound=Callable[..., Any])
 LEVELS = ("rfc862", "derived", "robust")
+# The case families, in run order: a case id is FAMILY.NAME and lives in cases/test_FAMILY.py.
+# docker.* judge a server container (--image) and run last: docker.alive judges the suite.
+FAMILIES = ("echo", "partial", "close", "robust", "state", "docker")
 # The grade says what a failure means; every case states its grade and why.
 GRADES = {
     "must": "required: a failure makes the server non-conformant (exit 1)",
@@ -25,7 +28,7 @@ MiB = 1024 * 1024
 def case(id: str, level: str, requirement: str, *, grade: str, why: str,
          fm: list[str] | None = None, needs: list[str] | None = None, owned: bool = False,
          timeout: float | Callable[[Profile], float] = 60, park: Callable[..., Any] | None = None,
-         park_rank: int = 0) -> Callable[[F], F]:
+         park_rank: int = 0, docker: bool = False, faults: bool = False) -> Callable[[F], F]:
     """Declare a conformance case: a stable id, a level, a one-line requirement, and its
     grade (`must` or `should`, see GRADES) with the reason for that grade.
 
@@ -48,6 +51,9 @@ def case(id: str, level: str, requirement: str, *, grade: str, why: str,
     case has its own bound, and a case that repeats steps (N connections one after another)
     gets at least the sum of their bounds, so that a correct server that is slow (a process
     forked per client on a loaded machine) is judged by its steps, as a fast one is.
+
+    `docker` marks a case about the server's container (it runs under --image only);
+    `faults` one that freezes, cuts off or kills it (only when the run asks for --faults).
     """
     assert level in LEVELS, level
     assert grade in GRADES, grade
@@ -62,6 +68,10 @@ def case(id: str, level: str, requirement: str, *, grade: str, why: str,
         marks += [pytest.mark.needs(cap) for cap in needs or []]
         if owned:
             marks.append(pytest.mark.owned)
+        if docker:
+            marks.append(pytest.mark.docker)
+        if faults:
+            marks.append(pytest.mark.faults)
         if park is not None:
             marks.append(pytest.mark.parks(park, rank=park_rank))
         for m in marks:

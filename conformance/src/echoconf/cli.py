@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from . import registry
+from .caselib import FAMILIES
 
 PKG = Path(__file__).resolve().parent
 CASES = PKG / "cases"
-FAMILIES = ("echo", "partial", "close", "robust", "state")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -93,8 +93,13 @@ def _time_scale(text: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
     if args.cmd == "run":
+        docker_only = [flag for flag, given in (("--env-profile", args.env_profile), ("--faults", args.faults),
+                                                ("--command-in-image", args.command_in_image)) if given]
+        if docker_only and not args.image:
+            p.error(f"{', '.join(docker_only)}: only with --image (a server in a container)")
         try:
             if args.image:
                 from . import image
@@ -255,13 +260,27 @@ def run_all(args: argparse.Namespace) -> int:
     return status
 
 
+def shown_families(base: Path, impls: list[registry.Implementation]) -> list[str]:
+    """The families of which some report ran a case: docker.* run only under --image, so a
+    local matrix has no column for them."""
+    ran: set[str] = set()
+    for impl in impls:
+        try:
+            doc = json.loads((base / impl.name / "report.json").read_text())
+        except (OSError, ValueError):
+            continue
+        ran |= {c["id"].split(".", 1)[0] for c in doc["cases"] if c["outcome"] != "skipped"}
+    return [f for f in FAMILIES if f in ran] or list(FAMILIES)
+
+
 def matrix(base: Path, impls: list[registry.Implementation], codes: dict[str, int]) -> int:
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title="echoconf: reference servers x case families (passed/run; skipped)")
     table.add_column("server")
-    for f in FAMILIES:
+    families = shown_families(base, impls)
+    for f in families:
         table.add_column(f, justify="center")
     table.add_column("time", justify="right")
     table.add_column("exit", justify="right")
@@ -274,11 +293,11 @@ def matrix(base: Path, impls: list[registry.Implementation], codes: dict[str, in
         try:
             doc = json.loads(path.read_text())
         except (OSError, ValueError):
-            table.add_row(impl.name, *["[red]?[/]"] * len(FAMILIES), "-", f"[red]{code}[/]")
+            table.add_row(impl.name, *["[red]?[/]"] * len(families), "-", f"[red]{code}[/]")
             combined["servers"][impl.name] = {"exit_status": code, "error": "no report"}
             continue
         cells = []
-        for fam in FAMILIES:
+        for fam in families:
             cs = [c for c in doc["cases"] if c["id"].split(".")[0] == fam]
             ran = [c for c in cs if c["outcome"] != "skipped"]
             ok = [c for c in ran if c["outcome"] in ("passed", "xfailed")]

@@ -1,13 +1,16 @@
-"""The server under test in a Docker container the harness may watch and restart.
+"""The server under test in a Docker container the harness watches, restarts and faults.
 
-`echoconf run --image` starts the server container (`image.py`, `dockerenv.Lab`) and runs the
+`echoconf run --image` starts the server container (`image.py`, `lab.Lab`) and runs the
 suite in a child harness with `--target ADDR:PORT -- --echoconf-container NAME`. The child then
-tests through a `ContainerTarget`: connections go to the address like any `--target`, but a
+tests through a `DockerTarget`: connections go to the address like any `--target`, but a
 death of the container (an exit, a signal, an OOM kill) is told like an owned process's
 ("the server container was killed by SIGPIPE (signal 13; ...)"), charged to the case, and the
 container is started again in the same network namespace (same address and port) so the run
 goes on. The harness never connects to find out whether the server is up: a server that exits
 after its first client meets that client in a case.
+
+The docker.* cases (cases/test_docker.py) use the rest: the descriptor limit of the environment
+profile, and the faults (freeze, network cut, SIGKILL and restart) that faults.py times.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ _ALIVE = ("running", "paused", "restarting", "created")
 INITS = ("docker-init", "tini", "dumb-init")  # a container's init that runs the server as its child
 
 
-class ContainerTarget(Target):
+class DockerTarget(Target):
     """A server container (named or by id) at HOST:PORT, an address literal. Not a `RemoteTarget`:
     the harness runs this server, so nothing probes it before the first case (no path
     measurement, no connection to see whether it is up); between cases it is treated like a
@@ -34,8 +37,10 @@ class ContainerTarget(Target):
     owned = False
     reports_death = True
 
-    def __init__(self, container: str, host: str, port: int, restart_timeout: float = RESTART_TIMEOUT) -> None:
+    def __init__(self, container: str, host: str, port: int, restart_timeout: float = RESTART_TIMEOUT,
+                 first_start: float | None = None) -> None:
         self._seen: bool | None = None
+        self.first_start = first_start  # seconds from `docker run` until it first listened
         self.container = container
         self._addr: Addr = (host, port)
         self.name = f"{host}:{port}"
@@ -46,6 +51,7 @@ class ContainerTarget(Target):
         self._holder: Any = None
         self._mem: int | None = None
         self._checked = False
+        self._net: tuple[str, dict[str, str]] | None = None  # (network, addresses) while cut off
 
     # -- Docker ------------------------------------------------------------------------
     def _container(self) -> Any:
@@ -267,8 +273,101 @@ class ContainerTarget(Target):
         pass  # the container belongs to whoever started it
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "kind": "container", "container": self.container,
-                "restarts": self.restarts, "deaths": [h["reason"] for h in self.history]}
+        from . import dockerenv as de
+
+        out: dict[str, Any] = {**super().describe(), "kind": "docker", "container": self.container,
+                               "restarts": self.restarts, "deaths": [h["reason"] for h in self.history]}
+        try:
+            ctr = self._container()
+        except HarnessError:
+            return out
+        prof = de.ENV_PROFILES.get(((ctr.attrs.get("Config") or {}).get("Labels") or {}).get(de.PROFILE_LABEL, ""))
+        out.update({"image": (ctr.attrs.get("Config") or {}).get("Image"), "nofile": self.nofile,
+                    "memory": self._mem, "first_start": self.first_start})
+        if prof is not None:
+            out.update({"env_profile": prof.name, "env_profile_description": prof.description})
+        return out
+
+    # -- the environment and faults (docker.* cases) -----------------------------------------
+    @property
+    def nofile(self) -> int | None:  # type: ignore[override]
+        """The descriptor limit the container was started with (--ulimit nofile), or None."""
+        for u in (self._container().attrs.get("HostConfig") or {}).get("Ulimits") or []:
+            if u.get("Name") == "nofile":
+                return int(u.get("Soft") or u.get("Hard"))
+        return None
+
+    @property
+    def address(self) -> str:
+        return self._addr[0]
+
+    @property
+    def port(self) -> int:
+        return self._addr[1]
+
+    def alive(self) -> bool:
+        """Running, or paused (frozen, not dead)."""
+        return self._state().get("Status") in ("running", "paused")
+
+    def exit_reason(self) -> str | None:
+        """None while alive; else "OOM-killed", "exited 139 (SIGSEGV)", "exited 0", ..."""
+        from . import dockerenv as de
+
+        return None if self.alive() else de.exit_reason(self._state(), self._mem)
+
+    def pause(self) -> None:
+        """Freeze every process of the server (cgroup freezer); its kernel sockets stay."""
+        self._container().pause()
+
+    def unpause(self) -> None:
+        self._container().unpause()
+
+    def _network(self) -> tuple[Any, dict[str, str]]:
+        """The network of the namespace holder and its addresses there (the lab gives it one)."""
+        self._container()
+        if self._holder is None:
+            raise HarnessError(f"container {self.container} has no network-namespace holder to cut off")
+        self._holder.reload()
+        nets = (self._holder.attrs.get("NetworkSettings") or {}).get("Networks") or {}
+        if len(nets) != 1:
+            raise HarnessError(f"the holder of {self.container} is on {len(nets)} networks, not one")
+        name, settings = next(iter(nets.items()))
+        kw = {"ipv4_address": settings.get("IPAddress")}
+        if settings.get("GlobalIPv6Address"):
+            kw["ipv6_address"] = settings["GlobalIPv6Address"]
+        return self._holder.client.networks.get(name), kw
+
+    def disconnect(self) -> None:
+        """Cut the server off the network: its interface goes; the process and sockets stay."""
+        net, kw = self._network()
+        self._net = (net.name, kw)
+        net.disconnect(self._holder, force=True)
+
+    def reconnect(self) -> None:
+        """Back on the network with the same address(es)."""
+        if self._net is None:
+            return
+        name, kw = self._net
+        self._holder.client.networks.get(name).connect(self._holder, **kw)
+        self._net = None
+
+    def kill_and_restart(self, timeout: float = RESTART_TIMEOUT) -> float:
+        """SIGKILL the server and start it again in the same network namespace (same address and
+        port, its old connections' sockets still there); not a death of the server's own. Returns
+        the seconds from the kill until it listens again; dockerenv.ServerDied when it ends
+        before listening, dockerenv.DockerEnvError when it does not listen in time."""
+        from . import dockerenv as de
+
+        start = time.monotonic()
+        ctr = self._container()
+        ctr.kill(signal="SIGKILL")
+        ctr.wait(timeout=int(timeout) + 1)
+        ctr.start()
+        try:
+            self._wait_listening(timeout)
+        except HarnessError as e:
+            raise de.DockerEnvError(str(e)) from None
+        return time.monotonic() - start
 
 
 def _seen_here(pid: int, container_id: str) -> str | None:

@@ -1,7 +1,7 @@
 """Faults across the container boundary: a server container paused mid-stream, cut off its
-network, killed and restarted. Each check is graded like a case: `failed` for what the server
-did, `error` only for the engine's own failures. The harness (image.run_profile) runs them
-after the suite, with --faults."""
+network, killed and restarted. Each check says `failed` for what the server did and `error`
+only for the engine's own failures; the docker.* cases of cases/test_docker.py run them (with
+--faults) and turn that into their verdicts."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from typing import Callable, Iterator
 
 import docker.errors
 
-from .dockerenv import DockerEnvError, ServerContainer, ServerDied, probe
+from .container import DockerTarget
+from .dockerenv import DockerEnvError, ServerDied, probe
+
 
 @dataclass
 class CheckResult:
@@ -97,7 +99,7 @@ def stream_with_fault(
     return payload, bytes(got), "; ".join(err) or None
 
 
-def check_pause_resume(srv: ServerContainer, size: int = 4 << 20, pause_s: float = 2.0) -> CheckResult:
+def check_pause_resume(srv: DockerTarget, size: int = 4 << 20, pause_s: float = 2.0) -> CheckResult:
     start = time.monotonic()
     cid = "docker.pause-resume"
 
@@ -119,7 +121,7 @@ def check_pause_resume(srv: ServerContainer, size: int = 4 << 20, pause_s: float
     return CheckResult(cid, "passed", f"{len(sent)} bytes exact across a {pause_s:.0f} s pause", dur, FAULT_CHECKS[cid])
 
 
-def check_disconnect_reconnect(srv: ServerContainer, size: int = 2 << 20, cut_s: float = 2.0) -> CheckResult:
+def check_disconnect_reconnect(srv: DockerTarget, size: int = 2 << 20, cut_s: float = 2.0) -> CheckResult:
     start = time.monotonic()
     cid = "docker.disconnect-reconnect"
 
@@ -149,7 +151,7 @@ def check_disconnect_reconnect(srv: ServerContainer, size: int = 2 << 20, cut_s:
     return CheckResult(cid, "passed", f"new client served after a {cut_s:.0f} s cut; {first}", dur, FAULT_CHECKS[cid])
 
 
-def check_kill_restart(srv: ServerContainer, open_conns: int = 3) -> CheckResult:
+def check_kill_restart(srv: DockerTarget, open_conns: int = 3) -> CheckResult:
     # Starting a container takes longer on a loaded machine: the bound is relative to this
     # container's own first start. A server that cannot bind again (no SO_REUSEADDR) never
     # comes back, one that waits out TIME_WAIT takes a minute.
@@ -207,7 +209,7 @@ def check_kill_restart(srv: ServerContainer, open_conns: int = 3) -> CheckResult
                        dur, FAULT_CHECKS[cid])
 
 
-def fault_checks(srv: ServerContainer) -> Iterator[CheckResult]:
+def fault_checks(srv: DockerTarget) -> Iterator[CheckResult]:
     """The three fault checks in order; kill-restart last (it replaces the process)."""
     yield check_pause_resume(srv)
     yield check_disconnect_reconnect(srv)

@@ -3,11 +3,11 @@ fresh_server) when the suite runs under `echoconf run --image`.
 
 Locally those cases start the server command again (`target.OwnedServer`). Here they start the
 image under test again, as the run's server container was started (same image, command, port
-and environment profile), on an internal network of this harness's own `dockerenv.Lab`:
+and environment profile), on an internal network of this harness's own `lab.Lab`:
 
 - robust.fd-exhaustion lowers RLIMIT_NOFILE with prlimit(2) on the server's pid, and robust.eintr
   sends it SIGSTOP and SIGCONT, both as this host sees the process (the harness runs on the
-  Docker host, as root: `ContainerTarget.observable`);
+  Docker host, as root: `DockerTarget.observable`);
 - robust.restart-rebind kills the server container and starts it again in the same network
   namespace, which a holder container keeps: the old connections' sockets (TIME_WAIT) are
   still there, as they are for a local process restarted on its port;
@@ -23,7 +23,7 @@ import socket
 from typing import Any
 
 from .client import Addr, SocketFactory
-from .container import ContainerTarget
+from .container import DockerTarget
 from .target import HarnessError
 
 HOLD_FDS_BINARY = "echoconf-hold-fds"
@@ -33,13 +33,13 @@ class CannotRun(HarnessError):
     """The case's private instance cannot be had in this environment (the report says why)."""
 
 
-class FreshContainer(ContainerTarget):
+class FreshContainer(DockerTarget):
     """A private server container of a `Lab`, started like the run's `template` container, with
     the case's settings. Stopped (both containers removed) at the end of the case."""
 
     owned = True
 
-    def __init__(self, lab: Any, template: ContainerTarget, *, hold_fds: int = 0, host: str | None = None,
+    def __init__(self, lab: Any, template: DockerTarget, *, hold_fds: int = 0, host: str | None = None,
                  sysctls: dict[str, str] | None = None, factory: SocketFactory | None = None) -> None:
         from . import dockerenv as de
         from . import registry
@@ -133,7 +133,7 @@ class FreshContainers:
     """The private instances of one run: started on an internal network of a `Lab` made on
     first use (the holder image is the run's server's own holder's), removed with it."""
 
-    def __init__(self, template: ContainerTarget) -> None:
+    def __init__(self, template: DockerTarget) -> None:
         self.template = template
         self._lab: Any = None
 
@@ -146,12 +146,13 @@ class FreshContainers:
 
     def start(self, **opts: Any) -> FreshContainer:
         from . import dockerenv as de
+        from .lab import Lab
 
         if self._lab is None:
             holder = self.template._holder
             image = (holder.attrs.get("Config") or {}).get("Image") if holder is not None else None
             try:
-                self._lab = de.Lab(holder_image=image or de.BASE_IMAGE)
+                self._lab = Lab(holder_image=image or de.BASE_IMAGE)
             except de.DockerEnvError as e:
                 raise HarnessError(f"cannot make a network for private server containers: {e}") from None
         return FreshContainer(self._lab, self.template, **opts)

@@ -2,19 +2,19 @@
 environment profiles.
 
 For each profile named (`--env-profile`, default `default`) the image is started on an internal
-Docker network by `dockerenv.Lab` (no outside connectivity; the profile's sysctls, limits and
-IPv6), the suite runs against it through the `--target` path in a child harness process that
-also watches the container (`--echoconf-container`, `container.ContainerTarget`: a death fails the
-case it happened in, with how it died, and the container is restarted for the next cases), and
-then the Docker-level checks run: whether the server container stayed alive (`docker.alive`, with
-the exit reason when it did not: OOM-killed, a signal, an exit status; deaths during the suite
-count even though the container was restarted), the
-descriptor-exhaustion check under a descriptor limit (`docker.nofile-exhaustion`) and, with
-`--faults`, the pause/network-cut/kill checks. Their results join the harness's report.
+Docker network by `lab.Lab` (no outside connectivity; the profile's sysctls, limits and
+IPv6), and the suite runs against it in a child harness process through the `--target` path
+with `--echoconf-container`: the child's `container.DockerTarget` watches the container (a
+death fails the case it happened in, with how it died, and the container is restarted for the
+next cases), starts private containers of the image for the cases that need them, and runs the
+docker.* cases last (cases/test_docker.py: docker.alive, docker.nofile-exhaustion under a
+descriptor limit and, with `--faults`, the pause, network-cut and kill cases). The child writes
+the reports; this module only starts the container, relays the output and sums up.
 
 Every per-case line is prefixed with the profile name; `--report DIR` gets one folder per profile
-(`DIR/<profile>/report.json`, `junit.xml`, `report.md`, `server.log`) and `DIR/summary.json`;
-each report.json carries `environment.profile` and `environment.docker`.
+(`DIR/<profile>/report.json`, `junit.xml`, `report.md`, `server.log`, `harness.log`) and
+`DIR/summary.json`; each report.json's `target` names the image, container and environment
+profile.
 
 Exit status like the harness: 0 all passed, 1 a case failed (in any profile; a server that dies is
 a failed case), 2 no engine, image not found, server never ready at its first start, or a harness
@@ -30,27 +30,19 @@ import collections
 import json
 import os
 import shlex
-import socket
 import subprocess
 import sys
 import shutil
 import tempfile
 import time
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .caselib import FAMILIES
+
 PKG = Path(__file__).resolve().parent
 BAD = ("failed", "error", "xpassed")
-FAMILIES = ("echo", "partial", "close", "robust", "state", "docker")
-
-# The suite's case that a descriptor limit makes meaningless rather than failed: its 64 or more
-# clients need as many descriptors in the server process, on top of the listener and stdio. Whether it passes
-# under RLIMIT_NOFILE 64 says how the server is built (one process per client passes, one process
-# for all cannot), not whether it is correct; so under such a limit it is left out, reported as
-# skipped with this reason, and docker.nofile-exhaustion judges what matters instead.
-NOFILE_CASE = ("echo.concurrent", "echo::echo.concurrent", 64)  # case id, pytest node id, clients
 
 Line = Callable[[str], None]
 
@@ -89,159 +81,6 @@ class ProfileResult:
 
 
 # --------------------------------------------------------------------------------------------
-# Docker-level checks whose results join the report
-
-
-def check_nofile_exhaustion(address: str, port: int, limit: int, extra: int = 24,
-                            deadline: float = 8.0) -> tuple[str, str]:
-    """More clients than the server's descriptor limit, each sending 512 distinct bytes. The
-    server must stay alive; every client it serves gets exactly its bytes (a client it cannot
-    serve may be closed or wait in the backlog: both are correct answers to EMFILE); the waiting
-    ones are served once the others leave; then a new client is served. (outcome, detail)."""
-    from . import dockerenv as de
-
-    n = limit + extra
-    conns: list[socket.socket] = []
-    data = [bytes([(i * 7 + j) % 251 for j in range(512)]) for i in range(n)]
-    got: list[bytearray] = [bytearray() for _ in range(n)]
-    state = ["pending"] * n  # pending, echoed, closed, wrong
-    try:
-        for i in range(n):
-            try:
-                s = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM)
-                s.settimeout(2.0)
-                s.connect((address, port))
-                s.sendall(data[i])
-                s.setblocking(False)
-            except OSError:
-                state[i] = "closed"  # refused or reset at once: the server shed it
-                s.close()
-                s = socket.socket()  # placeholder, closed below
-            conns.append(s)
-
-        def pump(until: float) -> None:
-            while time.monotonic() < until and "pending" in state:
-                moved = False
-                for i, s in enumerate(conns):
-                    if state[i] != "pending":
-                        continue
-                    try:
-                        chunk = s.recv(4096)
-                    except BlockingIOError:
-                        continue
-                    except OSError:
-                        state[i] = "closed"
-                        continue
-                    moved = True
-                    if not chunk:
-                        state[i] = "closed"
-                        continue
-                    got[i] += chunk
-                    if not data[i].startswith(bytes(got[i])):
-                        state[i] = "wrong"
-                    elif len(got[i]) == len(data[i]):
-                        state[i] = "echoed"
-                if not moved:
-                    time.sleep(0.02)
-
-        pump(time.monotonic() + deadline)
-        first = collections.Counter(state)
-        wrong = [i for i, st in enumerate(state) if st == "wrong"]
-        if wrong:
-            return "failed", f"client {wrong[0]} of {n} got bytes that are not its own (under RLIMIT_NOFILE {limit})"
-        # The served ones leave: whoever waits in the backlog must now be served.
-        for i, st in enumerate(state):
-            if st != "pending":
-                conns[i].close()
-        pending_before = first["pending"]
-        if pending_before:
-            pump(time.monotonic() + deadline)
-        still = [i for i, st in enumerate(state) if st == "pending"]
-        summary = (f"{n} clients against RLIMIT_NOFILE {limit}: {first['echoed']} echoed at once, "
-                   f"{first['closed']} closed by the server, {pending_before} waited")
-        if still:
-            return "failed", (f"{summary}; {len(still)} of them still not served {deadline:.0f} s after the "
-                              "others left (a descriptor leaked, or the server stopped accepting)")
-        if state.count("wrong"):
-            return "failed", f"{summary}; a waiting client got bytes that are not its own"
-        if first["echoed"] == 0:
-            return "failed", f"{summary}; none was served while the limit was reached"
-    finally:
-        for s in conns:
-            s.close()
-    why = None
-    for _ in range(3):  # bounded: the server may still be closing the crowd
-        why = de.probe(address, port, timeout=2.0)
-        if why is None:
-            break
-    if why is not None:
-        return "failed", f"{summary}; afterwards a new client was not served: {why}"
-    return "passed", f"{summary}; then a new client was served"
-
-
-def _alive_verdict(srv: Any, alive: bool, doc: dict[str, Any] | None) -> tuple[str, str | None]:
-    """(server_state, docker.alive's failure message or None). Deaths during the suite count even
-    though the child harness restarted the container after each: they come from its report
-    (`target.deaths`, and the cases charged with them) and, should it have said nothing, from
-    Docker (the container was started again since it first became ready)."""
-    deaths = list(((doc or {}).get("target") or {}).get("deaths") or [])
-    charged = [c["id"] for c in (doc or {}).get("cases", [])
-               if isinstance(c.get("detail"), dict) and c["detail"].get("server_died")]
-    at = f" (charged to {', '.join(charged)})" if charged else ""
-    if not alive:
-        now = srv.exit_reason() or "dead"
-        times = "once" if len(deaths) == 1 else f"{len(deaths)} times"
-        earlier = f"; it had died {times} before during the suite and been restarted{at}" if deaths else at
-        return (now if not deaths else f"{now} (died {len(deaths) + 1}x)"), \
-            f"the server container died: {now}{earlier}"
-    if deaths:
-        first = deaths[0]
-        state = f"{first}, restarted" if len(deaths) == 1 else f"died {len(deaths)}x ({first} first), restarted"
-        times = "once" if len(deaths) == 1 else f"{len(deaths)} times"
-        return state, (f"the server container died {times} during the suite (restarted after "
-                       f"{'it' if len(deaths) == 1 else 'each death'}): "
-                       f"{', '.join(deaths)}{at}")
-    if srv.restarted():
-        return "restarted during the suite", ("the server container was started again during the suite "
-                                              "(it had died; the harness's report does not say how)")
-    return "alive", None
-
-
-def _case(cid: str, outcome: str, message: str, requirement: str, duration: float = 0.0) -> dict[str, Any]:
-    # Every Docker-level check is a MUST: a dead, stalled or unreachable server fails every client.
-    return {"id": cid, "level": "docker", "requirement": requirement, "fm": [], "grade": "must",
-            "why": "a server that dies, or stops serving, fails every client",
-            "outcome": outcome, "duration": round(duration, 3),
-            "detail": {"message": message} if message else None}
-
-
-def _add_to_junit(path: Path, cases: list[dict[str, Any]]) -> None:
-    """Append the Docker-level results to pytest's junit.xml so CI sees them too."""
-    try:
-        tree = ET.parse(path)
-    except (OSError, ET.ParseError):
-        return
-    root = tree.getroot()
-    suite = root if root.tag == "testsuite" else root.find("testsuite")
-    if suite is None:
-        return
-    for c in cases:
-        tc = ET.SubElement(suite, "testcase", classname="docker", name=c["id"], time=f"{c['duration']:.3f}")
-        msg = (c.get("detail") or {}).get("message", "")
-        if c["outcome"] in ("failed", "xpassed"):
-            ET.SubElement(tc, "failure", message=msg[:500]).text = msg
-        elif c["outcome"] == "error":
-            ET.SubElement(tc, "error", message=msg[:500]).text = msg
-        elif c["outcome"] == "skipped":
-            ET.SubElement(tc, "skipped", message=msg[:500])
-        key = {"failed": "failures", "xpassed": "failures", "error": "errors", "skipped": "skipped"}.get(c["outcome"])
-        suite.set("tests", str(int(suite.get("tests", "0")) + 1))
-        if key:
-            suite.set(key, str(int(suite.get(key, "0")) + 1))
-    tree.write(path, encoding="utf-8", xml_declaration=True)
-
-
-# --------------------------------------------------------------------------------------------
 # One profile
 
 
@@ -259,8 +98,8 @@ def run_profile(
     timeout: float = 900.0, ready_timeout: float = 15.0, pytest_args: Sequence[str] = (),
 ) -> ProfileResult:
     """Start `image` under the profile in `lab`, run the suite against it (a child harness; each
-    output line goes to `line`, prefixed with the profile, and to out/harness.log), then the
-    Docker-level checks; write the reports to `out`. Never raises for the server's behaviour."""
+    output line goes to `line`, prefixed with the profile, and to out/harness.log); the child
+    writes the reports to `out`. Never raises for the server's behaviour."""
     from . import dockerenv as de
     from . import report as rep
 
@@ -275,10 +114,11 @@ def run_profile(
         res.status, res.note = 2, f"server never ready: {first}"
         res.server_state = "never listened"
         (out / "server.log").write_text("\n".join(str(e).splitlines()[1:]) + "\n")
+        # No harness ran: the report says why, in the shape the harness's reports have.
         res.doc = {"version": rep.VERSION, "implementation": None, "cases": [],
-                   "target": {"kind": "docker", "image": image, "profile": prof.name},
-                   "environment": {"profile": prof.name, "docker": {"profile": prof.name,
-                                   "profile_description": prof.description, "server_state": res.server_state}},
+                   "target": {"kind": "docker", "image": image, "env_profile": prof.name,
+                              "env_profile_description": prof.description, "state": res.server_state},
+                   "environment": rep.environment(),
                    "summary": {"total": 0, "exit_status": 2, "harness_errors": [res.note]}}
         (out / "report.json").write_text(json.dumps(res.doc, indent=2) + "\n")
         res.duration = time.monotonic() - start
@@ -294,16 +134,11 @@ def run_profile(
     replay_as = f"--image {image} --port {port} --env-profile {prof.name}"
     if command:
         replay_as += f" --command-in-image {shlex.quote(' '.join(command))}"
-    pytest_args = ["--echoconf-container", srv.name, "--echoconf-replay-as", replay_as, *pytest_args]
-    dropped: list[dict[str, Any]] = []
-    if prof.nofile and prof.nofile <= NOFILE_CASE[2] and "concurrent" not in without:
-        pytest_args += ["--deselect", NOFILE_CASE[1]]
-        dropped.append(_case(NOFILE_CASE[0], "skipped",
-                             f"left out under RLIMIT_NOFILE {prof.nofile} (profile {prof.name}): its 64 or more "
-                             "clients need more descriptors than a one-process server is allowed, so the outcome would "
-                             "tell the server's architecture, not its correctness; docker.nofile-exhaustion "
-                             "judges the server under the limit instead", "concurrent clients with distinct data (see "
-                             "echo.concurrent)"))
+    if faults:
+        replay_as += " --faults"
+    pytest_args = ["--echoconf-container", srv.name, "--echoconf-replay-as", replay_as,
+                   *(["--echoconf-first-start", f"{srv.first_start:.3f}"] if srv.first_start else []),
+                   *(["--echoconf-faults"] if faults else []), *pytest_args]
     argv = harness_argv(srv.target, out, suite_profile, extra, pytest_args)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(PKG.parent), *filter(None, [os.environ.get("PYTHONPATH")])]),
                COLUMNS="160", PYTHONUNBUFFERED="1")
@@ -339,83 +174,33 @@ def run_profile(
             srv.stop()
             raise
     try:
-        doc = json.loads((out / "report.json").read_text())
+        res.doc = json.loads((out / "report.json").read_text())
     except (OSError, ValueError) as e:
-        doc = None
         res.note = res.note or f"harness exit {rc}, no report.json ({e}); see {out / 'harness.log'}"
-        rc = 2
-    added: list[dict[str, Any]] = list(dropped)
-    t0 = time.monotonic()
-    alive = srv.alive()
-    state, verdict = _alive_verdict(srv, alive, doc)
-    res.server_state = state
-    added.append(_case("docker.alive", "passed" if verdict is None else "failed",
-                       "still running after the suite, never died" if verdict is None else verdict,
-                       "the server container stays up through the suite (never OOM-killed, killed by "
-                       "a signal or exited, even if restarted after it)", time.monotonic() - t0))
-    if alive and prof.nofile and "concurrent" not in without:
-        t0 = time.monotonic()
-        outcome, detail = check_nofile_exhaustion(srv.address, srv.port, prof.nofile)
-        added.append(_case("docker.nofile-exhaustion", outcome, detail,
-                           "more clients than the descriptor limit: the server stays alive, serves whom it "
-                           "can exactly, sheds or queues the rest, and serves again afterwards",
-                           time.monotonic() - t0))
-        if not srv.alive():
-            res.server_state = srv.exit_reason() or "dead"
-    if faults and srv.alive():
-        from .faults import fault_checks
-
-        for r in fault_checks(srv):
-            added.append(_case(r.id, r.outcome, r.detail, r.requirement, r.duration))
-            if not srv.alive():
-                res.server_state = srv.exit_reason() or "dead"
-                break
-    logs = srv.logs()
+    res.server_state = _server_state(srv, res.doc)
+    (out / "server.log").write_text(srv.logs())
     reason = srv.stop()
-    (out / "server.log").write_text(logs)
     if res.server_state == "alive" and reason not in (None, "exited 0"):
         res.server_state = f"on SIGTERM: {reason}"
-    docker_env = {**srv.describe(), "server_state": res.server_state}
-    if doc is not None:
-        doc["cases"].extend(added)
-        doc.setdefault("environment", {})["profile"] = prof.name
-        doc["environment"]["docker"] = docker_env
-        doc["target"] = {**(doc.get("target") or {}), "kind": "docker", "image": image,
-                         "container": srv.name, "profile": prof.name}
-        s = doc["summary"]
-        counts = collections.Counter(c["outcome"] for c in doc["cases"])
-        s.update({"total": len(doc["cases"]), **{o: counts.get(o, 0) for o in rep.OUTCOMES}})
-        if "must_failed" in s:
-            s["must_failed"] = sum(1 for c in doc["cases"] if c["outcome"] in BAD and c.get("grade", "must") == "must")
-            s["conformant"] = not s["must_failed"] and not s.get("harness_errors")
-        status = rc if rc in (0, 1, 2) else 2
-        if status != 2 and any(c["outcome"] in BAD for c in added):
-            status = 1
-        s["exit_status"] = status
-        if res.note:
-            s.setdefault("harness_errors", []).append(res.note)
-        (out / "report.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
-        md = rep.markdown(doc).split("\n", 2)
-        md[0] = f"# echoconf report: image {image} under environment profile {prof.name}"
-        md.insert(2, f"Environment profile `{prof.name}` ({prof.description}); image `{image}`, container "
-                     f"`{srv.name}` at `{srv.target}`; server after the run: {res.server_state}. "
-                     "(`Profile` below is the suite's depth.)\n")
-        (out / "report.md").write_text("\n".join(md))
-        _add_to_junit(out / "junit.xml", added)
-        res.status = status
-    else:
-        res.status = 2
-        res.doc = None
-    res.doc = doc
+    res.status = rc if rc in (0, 1) and res.doc is not None and not res.note else 2
     res.tally()
     res.duration = time.monotonic() - start
-    if line:
-        for c in added:
-            d = (c.get("detail") or {}).get("message", "")
-            line(f"[{prof.name}] {c['outcome']:8} {c['id']:28} {c['duration']:6.2f}s  {d if c['outcome'] != 'passed' else ''}".rstrip())
-        if res.server_state != "alive":
-            line(f"[{prof.name}] server container: {res.server_state}")
+    if line and res.server_state != "alive":
+        line(f"[{prof.name}] server container: {res.server_state}")
     return res
+
+
+def _server_state(srv: Any, doc: dict[str, Any] | None) -> str:
+    """The container after the suite, for the summary: "alive", how it died, or how often it
+    died and was restarted (the deaths the child harness noted in its report's target)."""
+    deaths = list(((doc or {}).get("target") or {}).get("deaths") or [])
+    if not srv.alive():
+        now = srv.exit_reason() or "dead"
+        return now if not deaths else f"{now} (died {len(deaths) + 1}x)"
+    if deaths:
+        return f"{deaths[0]}, restarted" if len(deaths) == 1 else \
+            f"died {len(deaths)}x ({deaths[0]} first), restarted"
+    return "alive"
 
 
 # --------------------------------------------------------------------------------------------
@@ -466,6 +251,7 @@ def run(args: argparse.Namespace) -> int:
     """Entry point for `echoconf run --image`; returns the exit status."""
     try:
         from . import dockerenv as de
+        from .lab import Lab
         import docker.errors
     except ImportError as e:
         print(f"echoconf: --image needs the Docker SDK for Python (apt-get install python3-docker): {e}",
@@ -537,7 +323,7 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        with de.Lab(holder_image=holder, log=_stderr) as lab:
+        with Lab(holder_image=holder, log=_stderr) as lab:
             for name in profiles:
                 results.append(run_profile(
                     lab, args.image, command, args.port, name, base / name, suite_profile=args.profile,

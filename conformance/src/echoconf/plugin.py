@@ -17,7 +17,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from . import client, pathscale, registry, report
-from .caselib import PROFILES, Ctx
+from .caselib import FAMILIES, PROFILES, Ctx
+from .container import DockerTarget
 from .netns import NetNS, NetnsUnavailable
 from .oracle import CaseFailure
 from .shared import SharedServer
@@ -29,7 +30,6 @@ DEFAULT_SEED = 862
 # CaseFailure (oracle.fail, StreamCheck); a socket error they let through is the server's.
 HARNESS_BUGS = (AttributeError, NameError, TypeError, ImportError, LookupError, AssertionError,
                 ZeroDivisionError)
-FAMILY_ORDER = ("echo", "partial", "close", "robust", "state")
 _HC = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
        HealthCheck.function_scoped_fixture]
 for _name, _prof in PROFILES.items():
@@ -44,6 +44,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--echoconf-target", help="HOST:PORT of a running server")
     g.addoption("--echoconf-container", help="with --echoconf-target: the Docker container serving it, "
                 "watched for deaths and restarted (echoconf run --image passes it)")
+    g.addoption("--echoconf-faults", action="store_true",
+                help="with --echoconf-container: run the docker.* fault cases (pause, network cut, kill)")
+    g.addoption("--echoconf-first-start", type=float, default=None,
+                help="with --echoconf-container: seconds the container took to listen at its first start")
     g.addoption("--echoconf-replay-as", help="with --echoconf-container: how the user named the server "
                 "(`--image IMAGE --port N ...`), for the replay line (echoconf run --image passes it)")
     g.addoption("--echoconf-builtin", help="a server binary name from build/<preset>/bin")
@@ -81,6 +85,8 @@ def pytest_configure(config: pytest.Config) -> None:
                  "owned: the case needs the harness to see the server's processes, or to start "
                  "private instances of it (fixture fresh_server)",
                  "parks(fn, rank): the case's connection may wait while private-server cases run",
+                 "docker: the case is about the server's container (--image)",
+                 "faults: the case freezes, cuts off or kills the server container (--faults)",
                  "bound(fn): the case's hard bound (pytest-timeout) as a function of the profile"):
         config.addinivalue_line("markers", line)
     if config.option.collectonly or getattr(config.option, "help", False):
@@ -187,11 +193,10 @@ class EchoconfRun:
             if not host or not port.isdigit():
                 raise pytest.UsageError(f"--target wants HOST:PORT, got {target!r}")
             if opt.echoconf_container:
-                from .container import ContainerTarget
-
                 from .fresh_container import FreshContainers
 
-                self.remote = ContainerTarget(opt.echoconf_container, host.strip("[]"), int(port))
+                self.remote = DockerTarget(opt.echoconf_container, host.strip("[]"), int(port),
+                                           first_start=opt.echoconf_first_start)
                 self.private = FreshContainers(self.remote)
             else:
                 self.remote = RemoteTarget(host.strip("[]"), int(port))
@@ -249,7 +254,7 @@ class EchoconfRun:
             keep.append(item)
         if drop:
             config.hook.pytest_deselected(items=drop)
-        order = {f: i for i, f in enumerate(FAMILY_ORDER)}
+        order = {f: i for i, f in enumerate(FAMILIES)}
         keep.sort(key=lambda it: order.get(it.nodeid.split("::", 1)[0], len(order)))
         self.catalogue = [it.nodeid for it in keep]
         if self.list_only:
@@ -267,8 +272,9 @@ class EchoconfRun:
             m = item.get_closest_marker("case")
             assert m is not None
             tags = [f"needs {n.args[0]}" for n in item.iter_markers("needs")]
-            if item.get_closest_marker("owned"):
-                tags.append("owned")
+            for tag in ("owned", "docker", "faults"):
+                if item.get_closest_marker(tag):
+                    tags.append(tag)
             rows.append((m.kwargs["id"], m.kwargs["level"], m.kwargs["requirement"], tags,
                          m.kwargs.get("fm", []), m.kwargs["grade"], m.kwargs["why"]))
         with self.terminal():
@@ -295,6 +301,12 @@ class EchoconfRun:
             cap = m.args[0]
             if cap not in self.capabilities:
                 pytest.skip(f"needs capability '{cap}', which {self.label()} does not declare")
+        if item.get_closest_marker("docker") and not isinstance(getattr(self, "remote", None), DockerTarget):
+            pytest.skip("needs the server in a container that the harness runs (--image); this run's "
+                        "server is not")
+        if item.get_closest_marker("faults") and not self.config.option.echoconf_faults:
+            pytest.skip("fault injection not asked for (--faults): it freezes, cuts off and kills the "
+                        "server container")
         if item.get_closest_marker("owned") and self.spec is None:
             if "fresh_server" in item.fixturenames:
                 if self.private is None:
@@ -596,6 +608,14 @@ def server(request: pytest.FixtureRequest) -> Target:
         raise
     run.shared.use(request.node.nodeid)
     return t
+
+
+@pytest.fixture
+def charged_deaths(request: pytest.FixtureRequest) -> list[str]:
+    """The ids of the cases charged so far with a death of the shared server."""
+    run = get_run(request.config)
+    return [nid.split("::", 1)[-1] for nid in run.order
+            if (run.results[nid].get("detail") or {}).get("server_died")]
 
 
 @pytest.fixture

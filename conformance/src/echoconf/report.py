@@ -95,10 +95,18 @@ def write(directory: Path, doc: dict[str, Any]) -> None:
     (directory / "report.md").write_text(markdown(doc))
 
 
+def subject(doc: dict[str, Any]) -> str:
+    """What was tested, in a few words: the implementation, the command, the image under its
+    environment profile, or the address."""
+    t = doc["target"]
+    if t.get("kind") == "docker" and t.get("image"):
+        return f"image {t['image']} under environment profile {t.get('env_profile') or '?'}"
+    return doc["implementation"] or t.get("command") or t.get("address")
+
+
 def markdown(doc: dict[str, Any]) -> str:
     s = doc["summary"]
-    name = doc["implementation"] or doc["target"].get("command") or doc["target"].get("address")
-    out = [f"# echoconf report: {name}", "",
+    out = [f"# echoconf report: {subject(doc)}", "",
            f"Profile `{doc['profile']}`, seed {doc['seed']}, exit status {s['exit_status']}. "
            f"Replay: `{doc['replay']}`", "",
            " · ".join(f"{o}: {s[o]}" for o in OUTCOMES if s[o]), "",
@@ -126,8 +134,7 @@ def print_summary(console: Any, doc: dict[str, Any]) -> None:
     for c in doc["cases"]:
         fams[c["id"].split(".", 1)[0]][c["outcome"]] += 1
     s = doc["summary"]
-    name = doc["implementation"] or doc["target"].get("command") or doc["target"].get("address")
-    table = Table(title=f"echoconf: {name} (profile {doc['profile']}, seed {doc['seed']})")
+    table = Table(title=f"echoconf: {subject(doc)} (profile {doc['profile']}, seed {doc['seed']})")
     table.add_column("family")
     for o in OUTCOMES:
         table.add_column(o, justify="right")

@@ -129,6 +129,7 @@ class Target:
     owned = False  # the harness starts this server: it can start private instances too
     observable = False  # the harness sees the server's processes (`pid`, /proc of this host)
     reports_death = False  # `death` can tell that the server died (the harness runs it)
+    nofile: int | None = None  # a descriptor limit the harness's environment put on the server
     name = ""
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from hypothesis import given, strategies as st
 
 from echoconf.caselib import KiB, Ctx, Parked, case
@@ -171,6 +172,13 @@ def test_sequential(server: Target, ctx: Ctx) -> None:
       grade="must", why="another client's bytes in a stream corrupt it; a client kept waiting on another is not served")
 def test_concurrent(server: Target, ctx: Ctx) -> None:
     n = ctx.profile.concurrent
+    if server.nofile is not None and server.nofile < n + 16:
+        # n clients need n descriptors in a one-process server, on top of the listener and
+        # stdio: the outcome would tell how the server is built (a process per client passes),
+        # not whether it is correct. docker.nofile-exhaustion judges it under the limit.
+        pytest.skip(f"left out under RLIMIT_NOFILE {server.nofile} (the environment profile's): {n} "
+                    "clients need more descriptors than a one-process server is allowed; "
+                    "docker.nofile-exhaustion judges the server under the limit instead")
     # Under 16 KiB a client, sentinel included: a server whose reads overflow a 16 KiB buffer
     # is echo.sizes's subject, and here it would fail or not depending on how much of one
     # client's stream the kernel had queued when the server got to read it.

@@ -15,7 +15,7 @@ import pytest
 from echoconf.caselib import KiB, MiB, Ctx, case
 from echoconf.client import (Deadline, connect, fill_until_stall, finish, probe, read_to_eof,
                              recv_exactly, reset, send_all)
-from echoconf.container import ContainerTarget
+from echoconf.container import DockerTarget
 from echoconf.fresh_container import FreshContainer
 from echoconf.oracle import CaseFailure, fail
 from echoconf.steps import alive, chunked, roundtrip, runnable_during, with_death
@@ -462,7 +462,7 @@ def test_ipv6(server: Target, request: pytest.FixtureRequest) -> None:
     srv: Target = server
     if isinstance(server, OwnedServer) and server.spec.announces:
         srv = request.getfixturevalue("fresh_server")(host="::")
-    elif isinstance(server, ContainerTarget):
+    elif isinstance(server, DockerTarget):
         # A private instance of the image on a dual-stack network: its own addresses of both
         # families, as [::1] and 127.0.0.1 are for a local server.
         srv = request.getfixturevalue("fresh_server")(host="::")

@@ -1,0 +1,435 @@
+"""The lab: internal Docker networks and the server containers on them.
+
+The server runs in a container on an *internal* Docker network (no outside connectivity). The
+harness reaches it either from the host (the bridge holds the network's gateway address, so the
+host has a route to it) or from inside a container (the echoconf image with the Docker socket
+mounted), which `Lab` then attaches to the same network.
+
+Each server is two containers: a *holder* that owns the network namespace (its address, its
+`net.*` sysctls, its place on the network) and the *server* proper, which joins that namespace
+(`--network container:HOLDER`) and carries the process limits (nofile, memory, CPU). So the
+server can be killed and restarted while its address and its sockets in TIME_WAIT stay, which is
+what "binds again at once" is about; and the network can be cut without touching the process.
+
+    with Lab() as lab:
+        srv = lab.start_server("echoconf:latest", ["echo-epoll", "--port", "{port}"], 7, "tiny-buffers")
+        ...connect to srv.address, srv.port...
+        print(srv.exit_reason() or "alive")
+
+The harness's view of a running server container (deaths, restarts, faults) is
+container.DockerTarget; the environment profiles, the engine client and the death and readiness
+helpers are dockerenv's.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import random
+import re
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import docker
+import docker.errors
+import docker.models.containers
+import docker.models.networks
+import docker.types
+
+from .dockerenv import (BASE_IMAGE, HOLD_FDS_PATH, LABEL, LISTENING, PROFILE_LABEL, READY_TIMEOUT,
+                        DockerEnvError, EnvProfile, Log, ServerDied, _self_container, can_connect, client,
+                        env_profile, exit_reason, hostport, log_stderr, wait_accepting)
+
+
+class ServerContainer:
+    """A server under test in a container of a `Lab`. Use `address`/`port` (or `target`)."""
+
+    def __init__(
+        self, lab: "Lab", server: docker.models.containers.Container,
+        holder: docker.models.containers.Container, net: "_Net", image: str,
+        command: list[str] | None, port: int, prof: EnvProfile,
+    ) -> None:
+        self.lab = lab
+        self.image = image
+        self.command = command
+        self.port = port
+        self.profile = prof
+        self.name = server.name
+        self._server = server
+        self._holder = holder
+        self._starts = 0  # `listening` lines seen so far: a new one announces this start
+        self._final: dict | None = None  # container state kept once it is removed
+        self.first_start: float | None = None  # seconds from `docker run` until it first listened
+        holder.reload()
+        settings = holder.attrs["NetworkSettings"]["Networks"][net.name]
+        self.ipv4: str = settings["IPAddress"]
+        self.ipv6: str | None = settings.get("GlobalIPv6Address") or None
+        self.address: str = self.ipv6 if prof.ipv6 and self.ipv6 else self.ipv4
+
+    # -- describing
+    @property
+    def target(self) -> str:
+        """HOST:PORT as `echoconf run --target` takes it ([v6]:port for IPv6)."""
+        return hostport(self.address, self.port)
+
+    def describe(self) -> dict[str, object]:
+        return {"kind": "docker", "image": self.image, "command": self.command, "container": self.name,
+                "address": self.address, "port": self.port, "profile": self.profile.name,
+                "profile_description": self.profile.description}
+
+    def _state(self) -> dict:
+        if self._final is not None:
+            return self._final
+        try:
+            self._server.reload()
+        except docker.errors.NotFound:
+            return {"Status": "removed", "ExitCode": -1, "OOMKilled": False}
+        return self._server.attrs["State"]
+
+    def alive(self) -> bool:
+        """Running (or paused: frozen, not dead)."""
+        return self._state().get("Status") in ("running", "paused")
+
+    def exit_reason(self) -> str | None:
+        """None while alive; else "OOM-killed", "exited 139 (SIGSEGV)", "exited 0", ..."""
+        return exit_reason(self._state(), self.profile.mem_limit)
+
+    def logs(self) -> str:
+        if self._final is not None:
+            return self._final.get("_logs", "")
+        try:
+            return self._server.logs(stdout=True, stderr=True).decode(errors="replace")
+        except docker.errors.NotFound:
+            return ""
+
+    # -- readiness
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> float:
+        """Wait (bounded) until the server listens on an address reachable from here, without
+        connecting to it (`wait_accepting`: the kernel's socket table, a refused connection on
+        another port). Where the socket table cannot be read, until it accepts a connection: its
+        `listening ADDR PORT` line, when it prints one, is noted (and quoted when it never becomes
+        reachable) but is not enough alone. Returns the seconds waited; ServerDied when the
+        container ends first."""
+        start = time.monotonic()
+        try:
+            # Without spending a client: a server that exits after its first one must meet
+            # that client in a case, not here.
+            wait_accepting(self._server, self.address, self.port, timeout, self._holder, self.profile.mem_limit,
+                           also=[a for a in (self.ipv4, self.ipv6) if a and a != self.address])
+            self._starts = len(LISTENING.findall(self.logs()))
+            return time.monotonic() - start
+        except ServerDied:
+            raise
+        except DockerEnvError as e:
+            raise DockerEnvError(f"{e}\n{self.logs()[-2000:]}") from None
+        except ValueError:
+            pass  # listeners unreadable here: probe by connecting
+        deadline = start + timeout
+        announced = False
+        while True:
+            lines = LISTENING.findall(self.logs())
+            if len(lines) > self._starts:
+                self._starts = len(lines)
+                announced = True
+            # Also reachable from here: a fresh IPv6 address stays unusable while the kernel
+            # runs duplicate address detection, after the server already listens.
+            if can_connect(self.address, self.port, timeout=0.2):
+                self._starts = len(LISTENING.findall(self.logs()))
+                return time.monotonic() - start
+            if not self.alive():
+                raise ServerDied(f"{self.name} ended before listening: {self.exit_reason()}\n{self.logs()[-2000:]}")
+            if time.monotonic() > deadline:
+                said = " ".join(lines[-1]) if lines else ""
+                hint = (f" (it printed `listening {said}`: a loopback-only listener cannot be reached "
+                        "from another network namespace; listen on 0.0.0.0 or ::)") if announced else ""
+                raise DockerEnvError(f"{self.name} not accepting on {self.target} after {timeout:.0f}s{hint}\n"
+                                     f"{self.logs()[-2000:]}")
+            time.sleep(0.02)
+
+    # -- a restart on the same address (private instances: fresh_container.FreshContainer)
+    def kill(self, timeout: float = READY_TIMEOUT) -> None:
+        """SIGKILL the server's processes and wait for the container to end; its network
+        namespace (the holder's) stays."""
+        self._starts = len(LISTENING.findall(self.logs()))
+        self._server.kill(signal="SIGKILL")
+        self._server.wait(timeout=int(timeout) + 1)
+
+    def restart(self, timeout: float = READY_TIMEOUT) -> None:
+        """Start the killed server again in its namespace; returns once it listens (ServerDied
+        when it ends first)."""
+        self._server.start()
+        self.wait_ready(timeout)
+
+    def stop(self, timeout: int = 3) -> str | None:
+        """SIGTERM (SIGKILL after `timeout`), keep the final state and logs, remove the containers.
+        Returns the exit reason."""
+        if self._final is None:
+            try:
+                if self._state().get("Status") == "paused":
+                    self._server.unpause()
+                self._server.stop(timeout=timeout)
+            except docker.errors.DockerException:
+                pass
+            st = dict(self._state())
+            st["_logs"] = self.logs()
+            self._final = st
+            for ctr in (self._server, self._holder):
+                try:
+                    ctr.remove(force=True)
+                except docker.errors.DockerException:
+                    pass
+            self.lab._servers.discard(self)
+        return self.exit_reason()
+
+
+# --------------------------------------------------------------------------------------------
+# The lab: internal networks and the containers on them
+
+
+@dataclass
+class _Net:
+    network: docker.models.networks.Network
+    name: str
+    subnet4: str
+    subnet6: str | None
+    handed_out: int = 1  # host numbers given to containers so far (1 is the gateway's)
+
+    def next_addresses(self) -> tuple[str, str | None]:
+        """A fresh IPv4 (and IPv6) address for a container, never one handed out before in this
+        lab. Docker would give a container the lowest free address, so while a server is cut off
+        the network (docker.disconnect-reconnect) the next container could take its address and
+        the server could not come back on it."""
+        self.handed_out += 1
+        net4 = ipaddress.ip_network(self.subnet4)
+        if self.handed_out >= net4.num_addresses - 1:
+            raise DockerEnvError(f"no address left in {self.subnet4} for another container")
+        a4 = str(net4.network_address + self.handed_out)
+        a6 = str(ipaddress.ip_network(self.subnet6).network_address + self.handed_out) if self.subnet6 else None
+        return a4, a6
+
+
+class Lab:
+    """Context manager: internal Docker network(s) and the server containers on them; everything
+    is removed on exit. The IPv6 (dual-stack, ULA) network is made when first needed, or at once
+    with ipv6=True. When this process runs in a container, that container is attached to the
+    networks so it can reach the servers."""
+
+    def __init__(self, ipv6: bool = False, holder_image: str = BASE_IMAGE, log: Log = log_stderr) -> None:
+        self.client = client()
+        self.holder_image = holder_image
+        self.log = log
+        self.id = f"{os.getpid()}-{random.randrange(16**6):06x}"
+        self._nets: dict[bool, _Net] = {}
+        self._servers: set[ServerContainer] = set()
+        self._self = _self_container(self.client)
+        self._want_v6 = ipv6
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> "Lab":
+        try:
+            self.network(ipv6=self._want_v6)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _labels(self) -> dict[str, str]:
+        return {f"{LABEL}.lab": self.id, f"{LABEL}.host": socket.gethostname(), f"{LABEL}.pid": str(os.getpid())}
+
+    def _free_subnet4(self) -> str:
+        """A /24 in 10.213.0.0/16 that no Docker network and no host route uses."""
+        used = []
+        for n in self.client.networks.list():
+            for cfg in (n.attrs.get("IPAM") or {}).get("Config") or []:
+                if cfg.get("Subnet"):
+                    used.append(ipaddress.ip_network(cfg["Subnet"], strict=False))
+        try:
+            routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True, timeout=5).stdout
+            for tok in re.findall(r"^(\d+\.\d+\.\d+\.\d+/\d+)", routes, re.MULTILINE):
+                used.append(ipaddress.ip_network(tok, strict=False))
+        except (OSError, subprocess.SubprocessError):
+            pass
+        for third in random.sample(range(256), 256):
+            cand = ipaddress.ip_network(f"10.213.{third}.0/24")
+            if not any(cand.overlaps(u) for u in used if u.version == 4):
+                return str(cand)
+        raise DockerEnvError("no free /24 left in 10.213.0.0/16 for an internal network")
+
+    def network(self, ipv6: bool = False) -> _Net:
+        """The lab's internal network (IPv4, or dual-stack with a random ULA /64), made on first use."""
+        with self._lock:
+            if ipv6 in self._nets:
+                return self._nets[ipv6]
+            name = f"echoconf-{self.id}-{'v6' if ipv6 else 'v4'}"
+            last: Exception | None = None
+            for _ in range(5):  # another process may take the same subnet between look and create
+                sub4 = self._free_subnet4()
+                pools = [docker.types.IPAMPool(subnet=sub4)]
+                sub6 = None
+                if ipv6:
+                    gid = random.randrange(1 << 40)  # RFC 4193 global id
+                    sub6 = str(ipaddress.ip_network(((0xFD << 120) | (gid << 80), 64)))
+                    pools.append(docker.types.IPAMPool(subnet=sub6))
+                try:
+                    net = self.client.networks.create(
+                        name, driver="bridge", internal=True, enable_ipv6=ipv6,
+                        ipam=docker.types.IPAMConfig(pool_configs=pools), labels=self._labels(),
+                        check_duplicate=True,
+                    )
+                    break
+                except docker.errors.APIError as e:
+                    last = e
+            else:
+                raise DockerEnvError(f"cannot create the internal network: {last}")
+            n = _Net(net, name, sub4, sub6)
+            self._nets[ipv6] = n
+            if self._self is not None:
+                a4, a6 = n.next_addresses()
+                net.connect(self._self, ipv4_address=a4, **({"ipv6_address": a6} if a6 else {}))
+            self.log(f"internal network {name}: {sub4}" + (f", {sub6}" if sub6 else "")
+                     + (f" (this container {self._self.name} attached)" if self._self else ""))
+            return n
+
+    def start_server(
+        self,
+        image: str,
+        command: Sequence[str] | str | None,
+        port: int = 7,
+        profile_name: str | EnvProfile = "default",
+        ready_timeout: float = READY_TIMEOUT,
+        name: str | None = None,
+        environment: dict[str, str] | None = None,
+        sysctls: dict[str, str] | None = None,
+        ipv6: bool = False,
+        hold_fds: int = 0,
+        hold_fds_launcher: str | None = None,
+    ) -> ServerContainer:
+        """Run `image` (with `command`, `{port}` substituted; None: the image's own command, which
+        must listen on `port`) under the profile, on the lab's internal network; returns once it
+        listens. DockerEnvError (ServerDied) when it never does.
+
+        For a private instance (`fresh_container.FreshContainer`): `sysctls` on top of the
+        profile's, a dual-stack network with `ipv6`, and `hold_fds` descriptors held open in the
+        server's process by `hold_fds_launcher` (a static echoconf-hold-fds, bind-mounted and
+        put before the image's entrypoint)."""
+        prof = env_profile(profile_name)
+        net = self.network(ipv6=prof.ipv6 or ipv6)
+        argv: list[str] | None = None
+        if command is not None:
+            parts = command.split() if isinstance(command, str) else list(command)
+            argv = [p.replace("{port}", str(port)) for p in parts]
+        slug = re.sub(r"[^a-zA-Z0-9_.-]+", "-", name or (argv[0] if argv else image.split("/")[-1]))[:40]
+        base = f"echoconf-{self.id}-{slug}-{prof.name}-{random.randrange(16**4):04x}"
+        extra: dict[str, Any] = {}
+        if hold_fds:
+            if not hold_fds_launcher:
+                raise DockerEnvError("holding descriptors in a server container needs echoconf-hold-fds "
+                                     "(cmake --workflow --preset release builds it)")
+            try:
+                img_cfg = self.client.images.get(image).attrs["Config"]
+            except docker.errors.DockerException as e:
+                raise DockerEnvError(f"cannot inspect {image}: {e}") from e
+            entry = img_cfg.get("Entrypoint") or []
+            if argv is None:
+                argv = img_cfg.get("Cmd") or []
+            extra = {"entrypoint": [HOLD_FDS_PATH, str(hold_fds), *entry],
+                     "volumes": {hold_fds_launcher: {"bind": HOLD_FDS_PATH, "mode": "ro"}}}
+        try:
+            self.client.images.get(self.holder_image)
+        except docker.errors.ImageNotFound:
+            raise DockerEnvError(f"{self.holder_image} is missing (docker/base-image makes it)") from None
+        with self._lock:
+            a4, a6 = net.next_addresses()
+        api = self.client.api
+        endpoint = api.create_endpoint_config(ipv4_address=a4, ipv6_address=a6)
+        made = api.create_container(
+            self.holder_image, ["sleep", "infinity"], name=f"{base}-net", labels=self._labels(),
+            hostname=slug[:60],
+            host_config=api.create_host_config(network_mode=net.name, init=True,
+                                               sysctls={**prof.sysctls, **(sysctls or {})} or None,
+                                               mem_limit="16m"),
+            networking_config=api.create_networking_config({net.name: endpoint}),
+        )
+        holder = self.client.containers.get(made["Id"])
+        try:
+            holder.start()
+        except docker.errors.DockerException as e:
+            holder.remove(force=True)
+            raise DockerEnvError(f"cannot start the network holder for {image}: {e}") from e
+        ulimits = [docker.types.Ulimit(name="nofile", soft=prof.nofile, hard=prof.nofile)] if prof.nofile else None
+        mem = {"mem_limit": prof.mem_limit, "memswap_limit": prof.mem_limit} if prof.mem_limit else {}
+        t0 = time.monotonic()
+        try:
+            server = self.client.containers.run(
+                image, argv, name=base, detach=True, init=True, network_mode=f"container:{holder.id}",
+                ulimits=ulimits, nano_cpus=prof.nano_cpus, labels={**self._labels(), PROFILE_LABEL: prof.name},
+                environment=environment, **mem, **extra,
+            )
+        except docker.errors.DockerException as e:
+            holder.remove(force=True)
+            raise DockerEnvError(f"cannot start {image}: {e}") from e
+        srv = ServerContainer(self, server, holder, net, image, argv, port, prof)
+        self._servers.add(srv)
+        try:
+            srv.wait_ready(ready_timeout)
+        except DockerEnvError:
+            srv.stop()
+            raise
+        srv.first_start = time.monotonic() - t0
+        return srv
+
+    def close(self) -> None:
+        for srv in list(self._servers):
+            srv.stop(timeout=2)
+        for n in self._nets.values():
+            try:
+                if self._self is not None:
+                    n.network.disconnect(self._self, force=True)
+            except docker.errors.DockerException:
+                pass
+            try:
+                n.network.remove()
+            except docker.errors.DockerException as e:
+                self.log(f"could not remove network {n.name}: {e}")
+        self._nets.clear()
+
+
+def cleanup_stale(log: Log = log_stderr) -> int:
+    """Remove containers and networks left by labs of this host whose process is gone (a run that
+    was SIGKILLed). Returns how many were removed."""
+    c = client()
+    host = socket.gethostname()
+    removed = 0
+
+    def stale(labels: dict[str, str]) -> bool:
+        if labels.get(f"{LABEL}.host") != host:
+            return False
+        try:
+            os.kill(int(labels.get(f"{LABEL}.pid", "0")), 0)
+            return False
+        except ProcessLookupError:
+            return True
+        except (PermissionError, ValueError):
+            return False
+
+    for ctr in c.containers.list(all=True, filters={"label": f"{LABEL}.lab"}):
+        if stale(ctr.labels):
+            ctr.remove(force=True)
+            removed += 1
+    for net in c.networks.list(filters={"label": f"{LABEL}.lab"}):
+        if stale(net.attrs.get("Labels") or {}):
+            try:
+                net.remove()
+                removed += 1
+            except docker.errors.DockerException:
+                pass
+    if removed:
+        log(f"removed {removed} stale echoconf containers/networks")
+    return removed
