@@ -141,6 +141,25 @@ def dying_images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
             for name in ("sigpipe-on-reset", "exit-after-first-client")}
 
 
+CAPPED = Path(__file__).resolve().parent / "servers" / "capped"
+
+
+def test_server_that_stops_accepting_fails_a_plain_image_run(tmp_path_factory: pytest.TempPathFactory,
+                                                            tmp_path: Path) -> None:
+    """A server correct for its first 1000 connections, then never accepting again: a plain
+    `--image IMAGE --port 7` (default profile, default hang bound) must exit 1, and the case of
+    1000 connections is the first to fail; it never died, so docker.alive passes."""
+    tag = _static_image(tmp_path_factory.mktemp("conn-cap"), "echoconf-test-conn-cap:test",
+                        [str(CAPPED / "conn-cap.c")], (DYING / "Dockerfile").read_text())
+    p = run("run", "--image", tag, "--port", "7", "--report", str(tmp_path), timeout=900)
+    assert p.returncode == 1, p.stdout[-3000:] + p.stderr
+    doc = load_report(tmp_path / "default")
+    got = outcomes(doc)
+    assert got["echo.sequential"] == "failed" and got["echo.basic"] == "passed", got
+    assert got["docker.alive"] == "passed"
+    assert not doc["summary"]["harness_errors"]
+
+
 def _case_detail(doc: dict, cid: str) -> dict:
     return next(c for c in doc["cases"] if c["id"] == cid).get("detail") or {}
 
