@@ -36,14 +36,18 @@ static long long now_ms(void)
 }
 
 /* A client still reading echo the kernel holds for it is not idle, nor is one whose input
- * is already here (a poll event), nor one that has not sent anything yet (a case connecting
- * many clients before the first sends): only silence both ways after some traffic starts
- * the timer. Otherwise time the harness spends elsewhere on a loaded machine would count,
- * and the bug would show in cases that are not about idleness, in some runs only. */
-static bool draining(struct conn *c)
+ * is already here, nor one that has not sent anything yet (a case connecting many clients
+ * before the first sends): only silence both ways after some traffic starts the timer.
+ * The kernel's queues are read at the moment of deciding, not taken from the poll() before:
+ * a server that gets no CPU (or is stopped) between the two must not take input that
+ * arrived meanwhile for silence. Otherwise time the harness or this server spends off the
+ * CPU on a loaded machine would count, and the bug would show in cases that are not about
+ * idleness, in some runs only. */
+static bool busy(struct conn *c)
 {
-	int queued = 0;
-	if (ioctl(c->fd, SIOCOUTQ, &queued) < 0 || queued > 0) {
+	int unsent = 0, unread = 0;
+	if (ioctl(c->fd, SIOCOUTQ, &unsent) < 0 || ioctl(c->fd, FIONREAD, &unread) < 0 || unsent > 0 ||
+	    unread > 0) {
 		c->last_active = now_ms();
 		return true;
 	}
@@ -114,7 +118,7 @@ int main(int argc, char **argv)
 		for (size_t i = nconns; i-- > 0;) {
 			struct conn *c = conns[i];
 			bool idle = c->talked && pfds[i + 1].revents == 0 && c->off == c->len &&
-				    !draining(c) && now_ms() - c->last_active > IDLE_TIMEOUT_MS;
+				    now_ms() - c->last_active > IDLE_TIMEOUT_MS && !busy(c);
 			if (!idle && (pfds[i + 1].revents == 0 || serve(c, pfds[i + 1].revents)))
 				continue;
 			close(conns[i]->fd);
