@@ -158,6 +158,10 @@ def test_server_that_stops_accepting_fails_a_plain_image_run(tmp_path_factory: p
     assert got["echo.sequential"] == "failed" and got["echo.basic"] == "passed", got
     assert got["docker.alive"] == "passed"
     assert not doc["summary"]["harness_errors"]
+    # Every failure says what the server did, none is a bare exception ("TimeoutError: timed out").
+    bare = [c["id"] for c in doc["cases"] if c["outcome"] == "failed"
+            and c["detail"]["message"].split(":", 1)[0].endswith(("Error", "Exception"))]
+    assert not bare, bare
 
 
 def _case_detail(doc: dict, cid: str) -> dict:

@@ -335,6 +335,8 @@ class EchoconfRun:
         elif isinstance(exc, HARNESS_BUGS):
             detail = {"message": f"harness error: {type(exc).__name__}: {exc} (a bug in echoconf, not in the "
                                  "server under test)", "harness_error": True}
+        elif isinstance(exc, OSError) and call.excinfo is not None:
+            detail = {"message": _socket_error(call.excinfo)}
         if call.when == "call" and self.target is not None and "server" in item.fixturenames:
             # Only a case on the shared server is charged with its death (see shared.py).
             lost = self.shared.lost.pop(item.nodeid, None)
@@ -571,6 +573,32 @@ def _skip_reason(report: pytest.TestReport) -> str:
     if isinstance(report.longrepr, tuple):
         return str(report.longrepr[2]).removeprefix("Skipped: ")
     return _first_line(report.longreprtext)
+
+
+def _socket_error(excinfo: pytest.ExceptionInfo[BaseException]) -> str:
+    """A socket error that no step of the case explained, as what the server did and where the
+    harness met it (the innermost echoconf function), instead of a bare "TimeoutError"."""
+    e = excinfo.value
+    where = ""
+    for entry in reversed(excinfo.traceback):
+        path = Path(str(entry.path))
+        if path.parent.name in ("echoconf", "cases"):
+            where = f"{path.stem}.{entry.frame.code.name}"
+            break
+    if isinstance(e, TimeoutError) and where == "client.connect":
+        what = ("Connecting to the server timed out: it did not accept the connection (its listen backlog "
+                "was full, or it no longer accepts)")
+    elif isinstance(e, TimeoutError):
+        what = "A step on a connection to the server timed out: the server stopped reading or answering"
+    elif isinstance(e, ConnectionRefusedError):
+        what = "The server refused a connection: nothing listened on its port"
+    elif isinstance(e, ConnectionResetError):
+        what = "The server reset a connection (RST)"
+    elif isinstance(e, BrokenPipeError):
+        what = "The server had closed a connection the client was still writing to"
+    else:
+        what = "A socket operation on a connection to the server failed"
+    return f"{what} ({type(e).__name__}: {e}{f'; in {where}' if where else ''})."
 
 
 def _generic_detail(report: pytest.TestReport) -> dict[str, Any]:
