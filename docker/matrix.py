@@ -12,9 +12,9 @@ reports under REPORTS/<server>/<profile>/.
 
 The default plan keeps the run near five minutes on two cores and the coverage honest: the
 profiles that change how bytes move (`default`, `tiny-buffers`) get the default suite and the
-fault checks; the profiles that constrain the process or the network family (`low-nofile`,
+fault cases; the profiles that constrain the process or the network family (`low-nofile`,
 `memory`, `cpu`, `ipv6`) get the quick suite (every case, smaller sizes and fewer examples).
-`--full` gives every cell the default suite and the fault checks; `--profile` forces one suite
+`--full` gives every cell the default suite and the fault cases; `--profile` forces one suite
 depth everywhere. As in `echoconf run`, `--env-profile` names the hostile environments and
 `--profile` the suite's depth.
 
@@ -56,7 +56,7 @@ def reference_servers() -> dict[str, list[str]]:
     return {i.builtin: list(i.capabilities) for i in registry.load().values() if i.builtin and not i.broken}
 
 
-# (suite profile, fault checks) per hostile profile in the default run; see the module doc.
+# (suite profile, fault cases) per hostile profile in the default run; see the module doc.
 PLAN: dict[str, tuple[str, bool]] = {
     "default": ("default", True),
     "tiny-buffers": ("default", True),
@@ -264,11 +264,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="one suite depth for every cell, as `echoconf run --profile` (default: the plan: "
                         "default suite for the default and tiny-buffers environments, quick for the others)")
     p.add_argument("--full", action="store_true",
-                   help="the thorough variant: default suite and fault checks in every cell (~12 min)")
-    p.add_argument("--faults", action="store_true", help="fault checks in every cell")
+                   help="the thorough variant: default suite and fault cases in every cell (~12 min)")
+    p.add_argument("--faults", action="store_true", help="fault cases in every cell")
     p.add_argument("--no-faults", action="store_true", help="no pause/cut/kill checks at all")
     p.add_argument("--fault-servers", action="append", default=[], metavar="NAME",
-                   help="fault checks only for these servers (default: every server the plan gives them)")
+                   help="fault cases only for these servers (default: every server the plan gives them)")
     p.add_argument("--jobs", type=int, default=2, help="cells at once (default 2)")
     p.add_argument("--no-build", action="store_true", help="use the echoconf image as it is (no build check)")
     p.add_argument("--cell-timeout", type=float, default=900.0, help="bound on one harness run (s)")
