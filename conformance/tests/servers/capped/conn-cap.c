@@ -17,22 +17,7 @@
 
 static void *serve(void *arg)
 {
-	int fd = (int)(long)arg;
-	char buf[16384];
-	ssize_t n;
-
-	while ((n = read(fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
-		for (ssize_t off = 0; n > 0 && off < n;) {
-			ssize_t w = send(fd, buf + off, (size_t)(n - off), MSG_NOSIGNAL);
-			if (w < 0 && errno == EINTR)
-				continue;
-			if (w < 0)
-				goto done;
-			off += w;
-		}
-	}
-done:
-	close(fd);
+	echo_until_eof((int)(long)arg);
 	return NULL;
 }
 

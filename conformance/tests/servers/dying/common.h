@@ -1,8 +1,10 @@
-/* The listener shared by the dying test servers: port from argv[1] (default 7), dual-stack
- * on ::, IPv4 fallback, SO_REUSEADDR (so a restart binds at once); prints `listening :: PORT`. */
+/* What the static test servers share: the listener (port from argv[1], default 7, dual-stack
+ * on ::, IPv4 fallback, SO_REUSEADDR so a restart binds at once; prints `listening :: PORT`)
+ * and a correct echo of one client to its end. */
 #ifndef DYING_COMMON_H
 #define DYING_COMMON_H
 
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +37,26 @@ static int listen_on(int argc, char **argv)
 	printf("listening 0.0.0.0 %d\n", port);
 	fflush(stdout);
 	return fd;
+}
+
+/* Echoes everything fd sends, short writes and EINTR handled, until EOF or an error; closes fd. */
+static inline void echo_until_eof(int fd)
+{
+	char buf[16384];
+	ssize_t n;
+
+	while ((n = read(fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
+		for (ssize_t off = 0; n > 0 && off < n;) {
+			ssize_t w = send(fd, buf + off, (size_t)(n - off), MSG_NOSIGNAL);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w < 0)
+				goto done;
+			off += w;
+		}
+	}
+done:
+	close(fd);
 }
 
 #endif
