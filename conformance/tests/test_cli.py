@@ -142,6 +142,19 @@ def test_death_after_the_last_check_is_charged_to_its_case(report_dir: Path) -> 
     assert doc["target"]["restarts"] == 2 and not doc["summary"]["harness_errors"]
 
 
+def test_failure_on_a_private_instance_that_died_is_that_death(report_dir: Path) -> None:
+    """robust.eintr's private instance serves the liveness probe as its one client and exits;
+    the echo that follows is refused. The failure says the server died, and how, not only
+    that a connection was refused."""
+    p = run("run", "--command", badecho("one-client"), "--case", "robust.eintr", "--report", str(report_dir))
+    assert p.returncode == 1, p.stdout + p.stderr
+    [c] = load_report(report_dir)["cases"]
+    assert c["outcome"] == "failed", c
+    assert c["detail"]["message"].startswith("The server died during this case: the server exited with "
+                                             "status 0"), c
+    assert "server_died" in c["detail"] and "refused" in c["detail"]["observed_failure"], c
+
+
 def test_death_while_parked_is_charged_to_the_parked_cases(report_dir: Path) -> None:
     """broken-off-by-one dies of close.no-early-close's parked 32 KiB while partial.tiny-buffers
     runs on a private instance: the cases whose connections were parked are charged, never

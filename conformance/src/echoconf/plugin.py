@@ -345,6 +345,18 @@ class EchoconfRun:
                 self._server_died(item, rep, lost or died, detail, parked=lost is not None)
                 detail = rep.echoconf_detail  # type: ignore[attr-defined]
             self.shared.charged = died
+        failed = rep.failed or hasattr(rep, "wasxfail")
+        if call.when == "call" and failed and "server_died" not in (detail or {}):
+            # A failure on a private instance that died is that death, as on the shared server:
+            # a symptom such as a refused connection then says why. A passed case is never
+            # charged: after its last check no later case looks, so a death there would be
+            # seen or not as the scheduler went (the shared server's cases catch it).
+            for srv in item.stash.get(PRIVATE_KEY, []):
+                died = srv.death(grace=0.3)
+                if died:
+                    self._server_died(item, rep, died, detail)
+                    detail = rep.echoconf_detail  # type: ignore[attr-defined]
+                    break
         if detail is not None:
             rep.echoconf_detail = detail  # type: ignore[attr-defined]
         if rep.failed and (detail or {}).get("harness_error") and "server_died" not in detail:
@@ -544,6 +556,7 @@ def _grade(item: pytest.Item) -> str:
     m = item.get_closest_marker("case")
     return m.kwargs.get("grade", "must") if m else "must"
 LISTED_KEY = pytest.StashKey[list]()
+PRIVATE_KEY = pytest.StashKey[list]()  # a case's private instances (fixture fresh_server)
 
 
 @pytest.hookimpl(trylast=True)
@@ -660,7 +673,7 @@ def fresh_server(request: pytest.FixtureRequest) -> Iterator[Callable[..., Owned
     if run.spec is None and run.private is None:
         pytest.skip("needs the harness to own the server process")
     started: list[Any] = []
-
+    request.node.stash[PRIVATE_KEY] = started  # their deaths are charged to the case (makereport)
     namespaces: list[NetNS] = []
 
     def start(*, hold_fds: int = 0, host: str | None = None, sysctls: dict[str, str] | None = None,
