@@ -155,6 +155,23 @@ def test_failure_on_a_private_instance_that_died_is_that_death(report_dir: Path)
     assert "server_died" in c["detail"] and "refused" in c["detail"]["observed_failure"], c
 
 
+def test_a_server_out_of_descriptors_is_told_so(report_dir: Path) -> None:
+    """broken-fd-leak never closes a finished connection: at a limit of 64 descriptors it can
+    accept no one. The failure says so, with the count, not only that a client got nothing."""
+    from echoconf import registry
+
+    _need("broken-fd-leak")
+    binary = registry.find_binary("broken-fd-leak")
+    p = run("run", "--command", f"prlimit --nofile=64 {binary} --port {{port}}", "--case", "close.connect-close",
+            "--report", str(report_dir))
+    assert p.returncode == 1, p.stdout + p.stderr
+    [c] = load_report(report_dir)["cases"]
+    assert c["outcome"] == "failed", c
+    assert "its whole limit (RLIMIT_NOFILE 64)" in c["detail"]["message"], c
+    assert re.fullmatch(r"it held 6[2-4] descriptors, its whole limit \(RLIMIT_NOFILE 64\)",
+                        c["detail"]["descriptors"]), c
+
+
 def test_death_while_parked_is_charged_to_the_parked_cases(report_dir: Path) -> None:
     """broken-off-by-one dies of close.no-early-close's parked 32 KiB while partial.tiny-buffers
     runs on a private instance: the cases whose connections were parked are charged, never

@@ -7,7 +7,7 @@ from typing import Sequence
 
 from .client import Deadline, Flow, chunked, connect, exchange, probe
 from .oracle import CaseFailure, StreamCheck
-from .target import Target, runnable_ns, thread_start
+from .target import Target, descriptors_exhausted, runnable_ns, thread_start
 
 
 SENTINEL = b"<echoconf-sentinel>"
@@ -51,12 +51,18 @@ def with_death(server: Target, failure: CaseFailure) -> CaseFailure:
     """If the server died, that is the headline; the stream symptom becomes secondary.
     Any target that can tell a death (a process or a container the harness owns) says so."""
     died = server.death(grace=0.3)
+    detail = {k: v for k, v in failure.detail.items() if k != "message"}
     if not died:
-        return failure
+        # The cause, where it can be seen: a server out of descriptors can accept no one.
+        full = descriptors_exhausted(server)
+        if full is None:
+            return failure
+        return CaseFailure(f"{failure.detail['message']} Then {full}: it had none left to accept a client "
+                           "with (FM-11 if connections that ended still hold theirs).",
+                           **{**detail, "descriptors": full})
     msg = f"The server died: {died}."
     if "SIGPIPE" in died:
         msg += " It wrote to a connection the client had closed and SIGPIPE killed it (FM-07)."
-    detail = {k: v for k, v in failure.detail.items() if k != "message"}
     return CaseFailure(msg, **{**detail, "server_died": died,
                                "observed_failure": failure.detail["message"]})
 

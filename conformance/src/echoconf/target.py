@@ -602,3 +602,19 @@ def lower_nofile(pid: int, limit: int) -> None:
 
 def fd_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def descriptors_exhausted(target: Target) -> str | None:
+    """How the server stands at its descriptor limit, when it has (nearly) reached it: the
+    reason it can accept no one. None when it has room, or when it cannot be seen."""
+    if not target.observable:
+        return None
+    try:
+        pid = target.pid
+        soft, _ = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+        held = fd_count(pid)
+    except (HarnessError, OSError):
+        return None
+    if soft == resource.RLIM_INFINITY or held < soft - 2:
+        return None
+    return f"it held {held} descriptors, its whole limit (RLIMIT_NOFILE {soft})"
