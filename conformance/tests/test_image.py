@@ -6,6 +6,9 @@ Needs a reachable Docker engine (docker/engine starts one) and the images docker
 
 from __future__ import annotations
 
+import concurrent.futures
+import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -143,19 +146,61 @@ def dying_images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 CAPPED = Path(__file__).resolve().parent / "servers" / "capped"
 
+# Three bugs a plain `--image IMAGE --port 7` (default profile, default hang bound, no flags)
+# must catch with exit 1, each in the case about it; none of these servers dies, so docker.alive
+# passes. conn-cap is correct for its first 1000 connections, then never accepts again.
+PLAIN = {"conn-cap": "echo.sequential", "broken-busy-loop": "robust.no-busy-loop",
+         "broken-fd-leak": "robust.fd-leak"}
 
-def test_server_that_stops_accepting_fails_a_plain_image_run(tmp_path_factory: pytest.TempPathFactory,
-                                                            tmp_path: Path) -> None:
-    """A server correct for its first 1000 connections, then never accepting again: a plain
-    `--image IMAGE --port 7` (default profile, default hang bound) must exit 1, and the case of
-    1000 connections is the first to fail; it never died, so docker.alive passes."""
-    tag = _static_image(tmp_path_factory.mktemp("conn-cap"), "echoconf-test-conn-cap:test",
-                        [str(CAPPED / "conn-cap.c")], (DYING / "Dockerfile").read_text())
-    p = run("run", "--image", tag, "--port", "7", "--report", str(tmp_path), timeout=900)
+
+def package(binary: Path, ctx: Path, tag: str) -> str:
+    """`binary` and the shared libraries it loads (as ldd lists them, the loader included) in an
+    image FROM scratch that runs it on port 7."""
+    root = ctx / "root"
+    root.mkdir(parents=True)
+    shutil.copy2(binary, root / "server")
+    ldd = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, timeout=30)
+    for lib in re.findall(r"(?:=> |^\s*)(/\S+)", ldd.stdout, re.MULTILINE):  # none when static
+        dest = root / lib.lstrip("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(lib, dest)  # the file a symlink names, under the symlink's name
+    (ctx / "Dockerfile").write_text('FROM scratch\nCOPY root/ /\nEXPOSE 7\nCMD ["/server"]\n')
+    b = subprocess.run(["docker", "build", "-q", "-t", tag, str(ctx)], capture_output=True, text=True, timeout=300)
+    assert b.returncode == 0, f"cannot build {tag}: {b.stderr[-500:]}"
+    return tag
+
+
+@pytest.fixture(scope="module")
+def plain_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[subprocess.CompletedProcess[str], dict]]:
+    """name -> (the finished plain run, its report.json); the runs go at once: each is mostly
+    waiting on bounds."""
+    from echoconf import registry
+
+    images = {"conn-cap": _static_image(tmp_path_factory.mktemp("conn-cap"), "echoconf-test-conn-cap:test",
+                                        [str(CAPPED / "conn-cap.c")], (DYING / "Dockerfile").read_text())}
+    for name in PLAIN:
+        if name not in images:
+            binary = registry.find_binary(name)
+            assert binary is not None, f"{name} is not built ({registry.BUILD_HINT})"
+            images[name] = package(binary, tmp_path_factory.mktemp(name), f"echoconf-test-{name}:plain")
+
+    def plain(name: str) -> tuple[str, tuple[subprocess.CompletedProcess[str], dict]]:
+        out = tmp_path_factory.mktemp(f"{name}-report")
+        p = run("run", "--image", images[name], "--port", "7", "--report", str(out), timeout=900)
+        return name, (p, load_report(out / "default") if (out / "default" / "report.json").exists() else {})
+
+    with concurrent.futures.ThreadPoolExecutor(len(PLAIN)) as pool:
+        return dict(pool.map(plain, PLAIN))
+
+
+@pytest.mark.timeout(1200)
+@pytest.mark.parametrize("name", PLAIN)
+def test_plain_image_run_catches_the_bug(plain_runs: dict[str, tuple[subprocess.CompletedProcess[str], dict]],
+                                         name: str) -> None:
+    p, doc = plain_runs[name]
     assert p.returncode == 1, p.stdout[-3000:] + p.stderr
-    doc = load_report(tmp_path / "default")
     got = outcomes(doc)
-    assert got["echo.sequential"] == "failed" and got["echo.basic"] == "passed", got
+    assert got[PLAIN[name]] == "failed" and got["echo.basic"] == "passed", got
     assert got["docker.alive"] == "passed"
     assert not doc["summary"]["harness_errors"]
     # Every failure says what the server did, none is a bare exception ("TimeoutError: timed out").

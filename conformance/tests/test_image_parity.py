@@ -6,15 +6,11 @@ meta-test's settings. Needs the engine and images as test_image.py does."""
 from __future__ import annotations
 
 import concurrent.futures
-import re
-import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 
 from conftest import load_report, outcomes, run
-from test_image import PROBLEM
+from test_image import PROBLEM, package
 
 from echoconf import registry
 
@@ -23,23 +19,6 @@ pytestmark = [pytest.mark.skipif(PROBLEM is not None, reason=PROBLEM or ""), pyt
 ENTRIES = [e for e in registry.load().values() if e.broken and e.builtin]
 META = ["--profile", "quick", "--hang-bound", "1", "--strict"]  # as test_meta.py runs each entry
 AT_ONCE = 3  # image runs at a time: most of a run is waiting on containers and bounds
-
-
-def package(binary: Path, ctx: Path, tag: str) -> str:
-    """`binary` and the shared libraries it loads (as ldd lists them, the loader included) in an
-    image FROM scratch that runs it on port 7."""
-    root = ctx / "root"
-    root.mkdir(parents=True)
-    shutil.copy2(binary, root / "server")
-    ldd = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, timeout=30)
-    for lib in re.findall(r"(?:=> |^\s*)(/\S+)", ldd.stdout, re.MULTILINE):  # none when static
-        dest = root / lib.lstrip("/")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(lib, dest)  # the file a symlink names, under the symlink's name
-    (ctx / "Dockerfile").write_text('FROM scratch\nCOPY root/ /\nEXPOSE 7\nCMD ["/server"]\n')
-    b = subprocess.run(["docker", "build", "-q", "-t", tag, str(ctx)], capture_output=True, text=True, timeout=300)
-    assert b.returncode == 0, f"cannot build {tag}: {b.stderr[-500:]}"
-    return tag
 
 
 def test_every_broken_image_fails_exactly_its_local_cases(tmp_path_factory: pytest.TempPathFactory) -> None:
