@@ -345,12 +345,14 @@ class EchoconfRun:
                 self._server_died(item, rep, lost or died, detail, parked=lost is not None)
                 detail = rep.echoconf_detail  # type: ignore[attr-defined]
             self.shared.charged = died
-        failed = rep.failed or hasattr(rep, "wasxfail")
-        if call.when == "call" and failed and "server_died" not in (detail or {}):
-            # A failure on a private instance that died is that death, as on the shared server:
-            # a symptom such as a refused connection then says why. A passed case is never
-            # charged: after its last check no later case looks, so a death there would be
-            # seen or not as the scheduler went (the shared server's cases catch it).
+        if call.when == "call" and exc is not None and not isinstance(exc, CaseFailure) \
+                and "server_died" not in (detail or {}):
+            # A symptom the case did not explain (a refused connection, say) on a private
+            # instance that died is that death, as on the shared server. A CaseFailure is the
+            # case's own verdict and says what it saw (robust.restart-rebind's instance that
+            # cannot bind again exits: a SHOULD failure, not a death). A passed case is never
+            # charged: no later case looks at its instance, so a death after its last check
+            # would be seen or not as the scheduler went.
             for srv in item.stash.get(PRIVATE_KEY, []):
                 died = srv.death(grace=0.3)
                 if died:
