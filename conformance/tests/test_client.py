@@ -190,3 +190,22 @@ def test_spin_measure_ignores_a_thread_missed_at_the_first_look(monkeypatch: pyt
         pid = os.getpid()
 
     assert steps.runnable_during(Me(), 0.1) < 0.5  # type: ignore[arg-type]
+
+
+def test_a_stall_counts_only_once_the_server_had_its_turns() -> None:
+    """fill_until_stall with the server's wait meter: a window in which the server waited for
+    a CPU (it had no turn to read) is no stall; the filling ends only after a window in which
+    it took nothing and never waited."""
+    a, b = socket.socketpair()
+    calls: list[float] = []
+
+    def waited() -> float:  # starved through two confirmation windows, then idle
+        calls.append(0.0)
+        return 1.0 if len(calls) <= 4 else 0.0
+
+    try:
+        sent = client.fill_until_stall(a, 1 << 30, Deadline(10.0), stall=0.05, waited=waited)
+        assert sent > 0 and len(calls) == 6, (sent, len(calls))
+    finally:
+        a.close()
+        b.close()

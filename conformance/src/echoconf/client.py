@@ -426,12 +426,21 @@ def _read_some(f: Flow) -> None:
     f.received += chunk
 
 
+STARVED = 0.1  # of a stall window spent waiting for a CPU: the server had no turn to read
+
+
 def fill_until_stall(sock: socket.socket, limit: int, deadline: Deadline, stall: float = 0.3,
-                     block: int = 1 << 16, pattern: bytes | None = None) -> int:
+                     block: int = 1 << 16, pattern: bytes | None = None,
+                     waited: WorkMeter | None = None) -> int:
     """Send up to `limit` bytes without reading; stop when the send side makes no progress
     for `stall` seconds (the peer stopped reading). Returns the number of bytes accepted.
     The stall only ends the filling; callers judge by byte counts, never by the wait.
-    The stall is times the TIME_SCALE: on a slow path the peer's window opens more slowly."""
+    The stall is times the TIME_SCALE: on a slow path the peer's window opens more slowly.
+
+    `waited` (the server's Target.work_meter(waiting_only=True)) confirms a stall: for one
+    more `stall` the server must neither take bytes nor wait for a CPU (a tenth of it at
+    most). On a busy machine a server that had no turn for a while has not stopped reading;
+    taken for one that has, it went on reading and writing after the caller's next step."""
     stall = stall * TIME_SCALE
     payload = pattern if pattern is not None else b"\xa5" * block
     sent = 0
@@ -450,7 +459,13 @@ def fill_until_stall(sock: socket.socket, limit: int, deadline: Deadline, stall:
             except (BrokenPipeError, ConnectionResetError):
                 break
             if not sel.select(min(stall, deadline.remaining())):
-                break  # no progress for `stall`: the peer stopped reading
+                if waited is None:
+                    break  # no progress for `stall`: the peer stopped reading
+                waited()
+                if sel.select(min(stall, deadline.remaining())):
+                    continue
+                if waited() <= STARVED * stall or deadline.expired():
+                    break  # it had its turns and took nothing: it stopped reading
     finally:
         sel.close()
         sock.setblocking(True)

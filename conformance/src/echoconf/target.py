@@ -156,21 +156,23 @@ class Target:
         leads it."""
         return self.pid
 
-    def work_meter(self) -> WorkMeter | None:
+    def work_meter(self, *, waiting_only: bool = False) -> WorkMeter | None:
         """Seconds that the processes of the server's session (it and all it forked, also
         those reparented) were runnable since the previous call; None when they cannot be
-        seen. For client.probe: a busy server is slow, an idle one stuck."""
+        seen. For client.probe: a busy server is slow, an idle one stuck. waiting_only: the
+        seconds they waited for a CPU (client.fill_until_stall: a server that had no turn has
+        not stopped reading)."""
         if not self.observable:
             return None
         try:
             sid = self.session
         except HarnessError:
             return None
-        last = session_runnable_ns(sid)
+        last = session_runnable_ns(sid, waiting_only=waiting_only)
 
         def since() -> float:
             nonlocal last
-            now = session_runnable_ns(sid)
+            now = session_runnable_ns(sid, waiting_only=waiting_only)
             # A thread born since counts from its birth; one that ended meanwhile is lost.
             ns = sum(max(0, v - last.get(k, 0)) for k, v in now.items())
             last = now
@@ -528,8 +530,9 @@ def stop_briefly(pid: int, bound: float = 2.0) -> None:
             pass
 
 
-def runnable_ns(pid: int) -> dict[str, int]:
-    """Per thread of a process: nanoseconds on a CPU plus nanoseconds waiting in a run queue."""
+def runnable_ns(pid: int, *, waiting_only: bool = False) -> dict[str, int]:
+    """Per thread of a process: nanoseconds on a CPU plus nanoseconds waiting in a run queue
+    (waiting_only: only the latter, the time it wanted a CPU and had none)."""
     out = {}
     try:
         tids = os.listdir(f"/proc/{pid}/task")
@@ -541,7 +544,7 @@ def runnable_ns(pid: int) -> dict[str, int]:
                 on_cpu, waiting = f.read().split()[:2]
         except (FileNotFoundError, ProcessLookupError, ValueError):
             continue  # the thread ended meanwhile
-        out[tid] = int(on_cpu) + int(waiting)
+        out[tid] = int(waiting) + (0 if waiting_only else int(on_cpu))
     return out
 
 
@@ -555,7 +558,7 @@ def thread_start(pid: int, tid: str) -> float | None:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def session_runnable_ns(sid: int) -> dict[str, int]:
+def session_runnable_ns(sid: int, *, waiting_only: bool = False) -> dict[str, int]:
     """runnable_ns of every thread of every process in session `sid`."""
     out: dict[str, int] = {}
     for entry in os.listdir("/proc"):
@@ -567,7 +570,7 @@ def session_runnable_ns(sid: int) -> dict[str, int]:
         except (OSError, ValueError, IndexError):
             continue  # gone meanwhile
         if session == sid:
-            out.update(runnable_ns(int(entry)))
+            out.update(runnable_ns(int(entry), waiting_only=waiting_only))
     return out
 
 

@@ -34,7 +34,8 @@ SPIN_LIMIT = 0.5
 def test_stalled_reader(server: Target, ctx: Ctx) -> None:
     a = connect(server.addr, 2.0, rcvbuf=4 * KiB, factory=server.factory())
     try:
-        sent = fill_until_stall(a, 8 * MiB, Deadline(10.0), stall=0.2)
+        sent = fill_until_stall(a, 8 * MiB, Deadline(10.0), stall=0.2,
+                                waited=server.work_meter(waiting_only=True))
         problem = probe(server.addr, 1.0, server.factory())
         if problem:
             raise with_death(server, CaseFailure(
@@ -63,7 +64,8 @@ def test_bounded_memory(server: Target) -> None:
     try:
         # A stall of 1 s, not less: on a loaded machine a server that buffers without bound can
         # be descheduled for a few tenths of a second and look as if it had stopped reading.
-        sent = fill_until_stall(a, 256 * MiB, Deadline(30.0), stall=1.0)
+        sent = fill_until_stall(a, 256 * MiB, Deadline(30.0), stall=1.0,
+                                waited=server.work_meter(waiting_only=True))
         rss1 = proc_stat(server.pid)["rss"] if owned and not server.death() else rss0
     finally:
         # Up to 256 MiB may be queued for it: 5 s of draining, then a reset ends it.
@@ -89,12 +91,13 @@ def test_no_busy_loop(server: Target, ctx: Ctx) -> None:
     try:
         a = connect(server.addr, 2.0, rcvbuf=4 * KiB, factory=server.factory())
         socks.append(a)
-        fill_until_stall(a, 8 * MiB, Deadline(10.0), stall=0.2)
+        fill_until_stall(a, 8 * MiB, Deadline(10.0), stall=0.2, waited=server.work_meter(waiting_only=True))
         scenario = "a client was stalled with output pending"
         if ctx.concurrent:
             b = connect(server.addr, 2.0, rcvbuf=4 * KiB, factory=server.factory())
             socks.append(b)
-            fill_until_stall(b, 256 * KiB, Deadline(5.0), stall=0.1)
+            fill_until_stall(b, 256 * KiB, Deadline(5.0), stall=0.1,
+                             waited=server.work_meter(waiting_only=True))
             b.shutdown(socket.SHUT_WR)
             scenario += " and another had half-closed with its echo unread"
         else:
