@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import Sequence
 
-from .client import Deadline, Flow, chunked, connect, exchange, probe
+from .client import Deadline, Flow, chunked, connect, exchange, fill_until_stall, probe
 from .oracle import CaseFailure, StreamCheck
 from .target import Target, descriptors_exhausted, runnable_ns, thread_start
 
@@ -45,6 +46,12 @@ def judge(server: Target, flow: Flow, what: str, *, hint: str = "", deadline: fl
                           graceful_end=flow.shut_wr if graceful is None else graceful).verdict()
     if failure is not None:
         raise with_death(server, failure)
+
+
+def fill_unread(server: Target, sock: socket.socket, limit: int, deadline: Deadline, stall: float) -> int:
+    """client.fill_until_stall on a connection to `server`, its stalls confirmed against the
+    server's run-queue time where its processes can be seen."""
+    return fill_until_stall(sock, limit, deadline, stall=stall, waited=server.work_meter(waiting_only=True))
 
 
 def with_death(server: Target, failure: CaseFailure) -> CaseFailure:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 from echoconf.caselib import KiB, MiB, Ctx, Parked, case
-from echoconf.client import (WORK_LIMIT, Deadline, Flow, connect, exchange, fill_until_stall, probe,
+from echoconf.client import (WORK_LIMIT, Deadline, Flow, connect, exchange, probe,
                              reset, send_all)
 from echoconf.oracle import CaseFailure, check_stream
-from echoconf.steps import SENTINEL, alive, roundtrip, with_death
+from echoconf.steps import SENTINEL, alive, fill_unread, roundtrip, with_death
 from echoconf.target import Target
 
 FLUSH_HINT = "output still queued when the client half-closed was dropped (FM-05)"
@@ -76,8 +76,7 @@ def test_no_early_close(server: Target, ctx: Ctx, parked: Parked | None) -> None
       grade="must", why="a reset ends one connection: a server that dies of it or stops serving fails every client")
 def test_reset_pending(server: Target) -> None:
     sock = connect(server.addr, 2.0, factory=server.factory())
-    sent = fill_until_stall(sock, 6 * MiB, Deadline(10.0), stall=0.2,
-                            waited=server.work_meter(waiting_only=True))
+    sent = fill_unread(server, sock, 6 * MiB, Deadline(10.0), 0.2)
     reset(sock)
     alive(server, f"a client sent {sent} bytes without reading and then reset the connection")
     alive(server, "the reset and one successful probe", settle=0.1)
@@ -133,8 +132,7 @@ def test_vanish_while_writing(server: Target) -> None:
     # send buffer could hold the whole echo, and whether it read the vanished client's last
     # bytes in the same round as the next client's depended on scheduling.)
     sock = connect(server.addr, 2.0, rcvbuf=4 * KiB, factory=server.factory())
-    sent = fill_until_stall(sock, 16 * MiB, Deadline(10.0), stall=0.2,
-                            waited=server.work_meter(waiting_only=True))
+    sent = fill_unread(server, sock, 16 * MiB, Deadline(10.0), 0.2)
     sock.close()  # unread data: the kernel answers with RST while the server still writes
     alive(server, f"a client sent {sent} bytes and closed without reading its echo")
     alive(server, "the vanished client and one successful probe", settle=0.1)

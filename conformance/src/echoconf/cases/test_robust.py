@@ -13,12 +13,12 @@ from typing import Callable
 import pytest
 
 from echoconf.caselib import KiB, MiB, Ctx, case
-from echoconf.client import (Deadline, connect, fill_until_stall, finish, probe, read_to_eof,
+from echoconf.client import (Deadline, connect, finish, probe, read_to_eof,
                              recv_exactly, reset, send_all)
 from echoconf.container import DockerTarget
 from echoconf.fresh_container import FreshContainer
 from echoconf.oracle import CaseFailure, fail
-from echoconf.steps import alive, chunked, roundtrip, runnable_during, with_death
+from echoconf.steps import alive, chunked, fill_unread, roundtrip, runnable_during, with_death
 from echoconf.target import (HarnessError, OwnedServer, Target, fd_count, lower_nofile, proc_stat,
                              stop_briefly)
 
@@ -34,8 +34,7 @@ SPIN_LIMIT = 0.5
 def test_stalled_reader(server: Target, ctx: Ctx) -> None:
     a = connect(server.addr, 2.0, rcvbuf=4 * KiB, factory=server.factory())
     try:
-        sent = fill_until_stall(a, 8 * MiB, Deadline(10.0), stall=0.2,
-                                waited=server.work_meter(waiting_only=True))
+        sent = fill_unread(server, a, 8 * MiB, Deadline(10.0), 0.2)
         problem = probe(server.addr, 1.0, server.factory())
         if problem:
             raise with_death(server, CaseFailure(
@@ -64,8 +63,7 @@ def test_bounded_memory(server: Target) -> None:
     try:
         # A stall of 1 s, not less: on a loaded machine a server that buffers without bound can
         # be descheduled for a few tenths of a second and look as if it had stopped reading.
-        sent = fill_until_stall(a, 256 * MiB, Deadline(30.0), stall=1.0,
-                                waited=server.work_meter(waiting_only=True))
+        sent = fill_unread(server, a, 256 * MiB, Deadline(30.0), 1.0)
         rss1 = proc_stat(server.pid)["rss"] if owned and not server.death() else rss0
     finally:
         # Up to 256 MiB may be queued for it: 5 s of draining, then a reset ends it.
@@ -91,13 +89,12 @@ def test_no_busy_loop(server: Target, ctx: Ctx) -> None:
     try:
         a = connect(server.addr, 2.0, rcvbuf=4 * KiB, factory=server.factory())
         socks.append(a)
-        fill_until_stall(a, 8 * MiB, Deadline(10.0), stall=0.2, waited=server.work_meter(waiting_only=True))
+        fill_unread(server, a, 8 * MiB, Deadline(10.0), 0.2)
         scenario = "a client was stalled with output pending"
         if ctx.concurrent:
             b = connect(server.addr, 2.0, rcvbuf=4 * KiB, factory=server.factory())
             socks.append(b)
-            fill_until_stall(b, 256 * KiB, Deadline(5.0), stall=0.1,
-                             waited=server.work_meter(waiting_only=True))
+            fill_unread(server, b, 256 * KiB, Deadline(5.0), 0.1)
             b.shutdown(socket.SHUT_WR)
             scenario += " and another had half-closed with its echo unread"
         else:
