@@ -82,6 +82,22 @@ def test_reference_server_passes_with_profile_on_every_line(tmp_path: Path) -> N
     assert (tmp_path / "summary.json").exists()
 
 
+@pytest.mark.parametrize(("command", "want"), [
+    # One client at a time: the crowd waits in the backlog and is served as each client leaves.
+    ("echo-blocking --port 7", "passed"),
+    # Leaks a descriptor per client: once at its limit, nobody is ever served again.
+    ("broken-fd-leak --port 7", "failed"),
+])
+def test_nofile_exhaustion_tells_a_backlog_from_a_leak(command: str, want: str, tmp_path: Path) -> None:
+    p = run("run", "--image", "echoconf:latest", "--command-in-image", command, "--env-profile", "low-nofile",
+            "--case", "docker.nofile-exhaustion", "--report", str(tmp_path))
+    assert p.returncode == (0 if want == "passed" else 1), p.stdout + p.stderr
+    doc = load_report(tmp_path / "low-nofile")
+    assert outcomes(doc)["docker.nofile-exhaustion"] == want, p.stdout
+    if want == "failed":
+        assert "RLIMIT_NOFILE 64" in p.stdout
+
+
 def test_oom_killed_server_is_reported_as_such(tmp_path: Path) -> None:
     p = run("run", "--image", "echoconf:latest", "--command-in-image", "broken-unbounded --port 7",
             "--env-profile", "memory", "--case", "robust.bounded-memory", "--case", "docker.alive",

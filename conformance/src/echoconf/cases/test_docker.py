@@ -7,6 +7,7 @@ elsewhere each is skipped with the reason."""
 from __future__ import annotations
 
 import collections
+import selectors
 import socket
 import time
 
@@ -27,79 +28,102 @@ def _docker(server: Target) -> DockerTarget:
     return server
 
 
-def _nofile_clients(srv: DockerTarget, limit: int, extra: int = 24, deadline: float = 8.0) -> str:
+def _nofile_clients(srv: DockerTarget, limit: int, extra: int = 24, quiet: float = 1.0,
+                   stuck: float = 8.0) -> str:
     """More clients than the descriptor limit, each sending 512 distinct bytes; returns what
-    happened, or fails the case."""
+    happened, or fails the case.
+
+    First all of them hold on: whom the server serves at its limit gets exactly its own bytes,
+    and at least one is served. That phase ends once every client has its answer, or once one
+    was served and nothing moved for `quiet` seconds (the others wait in the backlog or are
+    stuck; only the second phase tells which), or once nothing moved for `stuck` seconds. Then the served ones
+    leave, and each client leaves as soon as it is served, as clients do: a server that handles
+    one client at a time goes through the backlog one by one. A waiting client that is not
+    served, while no client was for `stuck` seconds, fails the case."""
     n = limit + extra
     data = [bytes([(i * 7 + j) % 251 for j in range(512)]) for i in range(n)]
     got = [bytearray() for _ in range(n)]
     state = ["pending"] * n  # pending, echoed, closed, wrong
     conns: list[socket.socket | None] = []
+    sel = selectors.DefaultSelector()
+    waiting: set[socket.socket] = set()  # registered with sel
+
+    def leave(i: int) -> None:
+        s = conns[i]
+        if s is not None:
+            if s in waiting:
+                sel.unregister(s)
+                waiting.discard(s)
+            s.close()
+            conns[i] = None
+
+    def pump(quiet_after_one: float | None, close_served: bool) -> None:
+        """Read until no client waits, or nothing moved for `quiet_after_one` s (once one was
+        served) or for `stuck` s."""
+        last = time.monotonic()
+        while "pending" in state:
+            idle = stuck if quiet_after_one is None or "echoed" not in state else quiet_after_one
+            left = last + idle - time.monotonic()
+            if left <= 0:
+                return
+            for key, _ in sel.select(min(left, 0.5)):
+                i = key.data
+                try:
+                    chunk = conns[i].recv(4096)  # type: ignore[union-attr]
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    chunk = b""  # reset by the server: shed
+                last = time.monotonic()
+                if not chunk:
+                    state[i] = "closed"
+                elif not data[i].startswith(bytes(got[i] + chunk)):
+                    state[i] = "wrong"
+                    fail(f"Client {i} of {n} got bytes that are not its own (under RLIMIT_NOFILE {limit}).")
+                else:
+                    got[i] += chunk
+                    if len(got[i]) < len(data[i]):
+                        continue
+                    state[i] = "echoed"
+                sel.unregister(key.fileobj)
+                waiting.discard(key.fileobj)  # type: ignore[arg-type]
+                if close_served or state[i] == "closed":
+                    leave(i)
+
     try:
         for i in range(n):
             s = socket.socket(socket.AF_INET6 if ":" in srv.addr[0] else socket.AF_INET, socket.SOCK_STREAM)
+            conns.append(s)
             try:
                 s.settimeout(2.0)
                 s.connect(srv.addr)
                 s.sendall(data[i])
                 s.setblocking(False)
-                conns.append(s)
+                sel.register(s, selectors.EVENT_READ, i)
+                waiting.add(s)
             except OSError:
                 state[i] = "closed"  # refused or reset at once: the server shed it
-                s.close()
-                conns.append(None)
-
-        def pump(until: float) -> None:
-            while time.monotonic() < until and "pending" in state:
-                moved = False
-                for i, s in enumerate(conns):
-                    if state[i] != "pending" or s is None:
-                        continue
-                    try:
-                        chunk = s.recv(4096)
-                    except BlockingIOError:
-                        continue
-                    except OSError:
-                        state[i] = "closed"
-                        continue
-                    moved = True
-                    if not chunk:
-                        state[i] = "closed"
-                        continue
-                    got[i] += chunk
-                    if not data[i].startswith(bytes(got[i])):
-                        state[i] = "wrong"
-                    elif len(got[i]) == len(data[i]):
-                        state[i] = "echoed"
-                if not moved:
-                    time.sleep(0.02)  # polling sockets the server has not answered yet
-
-        pump(time.monotonic() + deadline)
+                leave(i)
+        pump(quiet, close_served=False)
         first = collections.Counter(state)
-        wrong = [i for i, st in enumerate(state) if st == "wrong"]
-        if wrong:
-            fail(f"Client {wrong[0]} of {n} got bytes that are not its own (under RLIMIT_NOFILE {limit}).")
-        # The served ones leave: whoever waits in the backlog must now be served.
-        for i, s in enumerate(conns):
-            if state[i] != "pending" and s is not None:
-                s.close()
-        if first["pending"]:
-            pump(time.monotonic() + deadline)
-        still = [i for i, st in enumerate(state) if st == "pending"]
         summary = (f"{n} clients against RLIMIT_NOFILE {limit}: {first['echoed']} echoed at once, "
                    f"{first['closed']} closed by the server, {first['pending']} waited")
-        if still:
-            fail(f"{summary}; {len(still)} of them still not served {deadline:.0f} s after the others left "
-                 "(a descriptor leaked, or the server stopped accepting).")
-        if "wrong" in state:
-            fail(f"{summary}; a waiting client got bytes that are not its own.")
         if first["echoed"] == 0:
             fail(f"{summary}; none was served while the limit was reached.")
+        # The served ones leave: whoever waits in the backlog must now be served.
+        for i in range(n):
+            if state[i] != "pending":
+                leave(i)
+        pump(None, close_served=True)
+        still = [i for i, st in enumerate(state) if st == "pending"]
+        if still:
+            fail(f"{summary}; {len(still)} of them still not served after the others left: no client was "
+                 f"for {stuck:.0f} s (a descriptor leaked, or the server stopped accepting).")
         return summary
     finally:
-        for s in conns:
-            if s is not None:
-                s.close()
+        for i in range(len(conns)):
+            leave(i)
+        sel.close()
 
 
 @case("docker.nofile-exhaustion", "robust", "more clients than the environment profile's descriptor limit: "
