@@ -25,10 +25,28 @@ KiB = 1024
 MiB = 1024 * 1024
 
 
+@dataclass(frozen=True)
+class Fresh:
+    """A private server instance a case starts (fixture fresh_server): `hold_fds` descriptors
+    held open in its process, listening on `host` ("::": dual-stack), in a network namespace
+    of its own with `sysctls`; the case's client sockets get `client_buffers`-byte buffers
+    (locally they are made in that namespace and get them from its sysctls)."""
+
+    hold_fds: int = 0
+    host: str | None = None
+    sysctls: tuple[tuple[str, str], ...] = ()
+    client_buffers: int | None = None
+
+    @property
+    def sysctl_map(self) -> dict[str, str]:
+        return dict(self.sysctls)
+
+
 def case(id: str, level: str, requirement: str, *, grade: str, why: str,
          fm: list[str] | None = None, needs: list[str] | None = None, owned: bool = False,
          timeout: float | Callable[[Profile], float] = 60, park: Callable[..., Any] | None = None,
-         park_rank: int = 0, docker: bool = False, faults: bool = False) -> Callable[[F], F]:
+         park_rank: int = 0, docker: bool = False, faults: bool = False,
+         fresh: Fresh | None = None) -> Callable[[F], F]:
     """Declare a conformance case: a stable id, a level, a one-line requirement, and its
     grade (`must` or `should`, see GRADES) with the reason for that grade.
 
@@ -54,6 +72,11 @@ def case(id: str, level: str, requirement: str, *, grade: str, why: str,
 
     `docker` marks a case about the server's container (it runs under --image only);
     `faults` one that freezes, cuts off or kills it (only when the run asks for --faults).
+
+    `fresh` is the private server instance the case starts (fixture fresh_server, which
+    starts an `Fresh()` for a case that declares none). Declared here, it can be started
+    before the case: under --image each takes a container start or two, which the harness
+    starts in the background while the earlier cases run.
     """
     assert level in LEVELS, level
     assert grade in GRADES, grade
@@ -74,11 +97,19 @@ def case(id: str, level: str, requirement: str, *, grade: str, why: str,
             marks.append(pytest.mark.faults)
         if park is not None:
             marks.append(pytest.mark.parks(park, rank=park_rank))
+        if fresh is not None:
+            marks.append(pytest.mark.fresh(fresh))
         for m in marks:
             fn = m(fn)
         return fn
 
     return deco
+
+
+def declared_instance(item: pytest.Item) -> Fresh | None:
+    """The private instance the case declares (`case(fresh=...)`), or None."""
+    m = item.get_closest_marker("fresh")
+    return m.args[0] if m is not None else None
 
 
 @dataclass(frozen=True)

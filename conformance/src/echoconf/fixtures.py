@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from .caselib import Ctx
+from .caselib import Ctx, Fresh, declared_instance
 from .netns import NetNS, NetnsUnavailable
 from .plugin import PRIVATE_KEY, get_run
 from .target import HarnessError, OwnedServer, Target
@@ -52,43 +52,40 @@ def parked(request: pytest.FixtureRequest, server: Target) -> Any:
 
 
 @pytest.fixture
-def fresh_server(request: pytest.FixtureRequest) -> Iterator[Callable[..., OwnedServer]]:
+def fresh_server(request: pytest.FixtureRequest) -> Iterator[Callable[[], OwnedServer]]:
     """Start private server instances for cases that perturb the process (signals,
-    limits, kills); each is stopped at the end of the case."""
+    limits, kills): the one the case declares (`case(fresh=...)`), or a plain one; each is
+    stopped at the end of the case."""
     run = get_run(request.config)
     if run.spec is None and run.private is None:
         pytest.skip("needs the harness to own the server process")
     started: list[Any] = []
     request.node.stash[PRIVATE_KEY] = started  # their deaths are charged to the case (makereport)
     namespaces: list[NetNS] = []
+    inst = declared_instance(request.node) or Fresh()
 
-    def start(*, hold_fds: int = 0, host: str | None = None, sysctls: dict[str, str] | None = None,
-              client_buffers: int | None = None) -> OwnedServer:
-        """A private instance: `hold_fds` descriptors held open in its process, listening on
-        `host` ("::": dual-stack), in a network namespace of its own with `sysctls`; the
-        case's client sockets get `client_buffers`-byte buffers (locally they are made in that
-        namespace and get them from its sysctls)."""
+    def start() -> OwnedServer:
         if run.private is not None:
-            from .fresh_container import CannotRun, tiny_buffers_factory
+            from .fresh_container import CannotRun
 
-            factory = tiny_buffers_factory(client_buffers) if client_buffers else None
             try:
-                srv: Any = run.private.start(hold_fds=hold_fds, host=host, sysctls=sysctls, factory=factory)
+                srv: Any = run.private.start(inst)
             except CannotRun as e:
                 pytest.skip(f"cannot run here: {e}")
             started.append(srv)
             return srv
         assert run.spec is not None
         wrap = ns_factory = None
-        if sysctls:
+        if inst.sysctls:
             try:
-                ns = NetNS(sysctls).__enter__()
+                ns = NetNS(inst.sysctl_map).__enter__()
             except NetnsUnavailable as e:
-                pytest.skip(f"could not give the server a network namespace with {', '.join(sysctls)}: {e}")
+                pytest.skip(f"could not give the server a network namespace with "
+                            f"{', '.join(inst.sysctl_map)}: {e}")
             namespaces.append(ns)
             wrap, ns_factory = ns.wrap, ns.socket
-        spec = run.spec.with_host(host) if host else run.spec
-        srv = OwnedServer(spec, hold_fds=hold_fds, wrap=wrap, factory=ns_factory)
+        spec = run.spec.with_host(inst.host) if inst.host else run.spec
+        srv = OwnedServer(spec, hold_fds=inst.hold_fds, wrap=wrap, factory=ns_factory)
         started.append(srv)
         srv.ensure_running()
         return srv

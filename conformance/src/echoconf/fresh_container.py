@@ -19,9 +19,12 @@ and environment profile), on an internal network of this harness's own `lab.Lab`
 
 from __future__ import annotations
 
+import concurrent.futures
 import socket
+import threading
 from typing import Any
 
+from .caselib import Fresh
 from .client import Addr, SocketFactory
 from .container import DockerTarget
 from .target import HarnessError
@@ -33,48 +36,55 @@ class CannotRun(HarnessError):
     """The case's private instance cannot be had in this environment (the report says why)."""
 
 
+def launch(lab: Any, template: DockerTarget, inst: Fresh) -> Any:
+    """Start a private container of `template`'s image with `inst`'s settings on `lab`'s
+    network; returns the `lab.ServerContainer` once it listens. CannotRun when the instance
+    cannot be had here, HarnessError when it does not start."""
+    from . import dockerenv as de
+    from . import registry
+
+    ctr = template._container()
+    cfg = ctr.attrs.get("Config") or {}
+    prof = de.env_profile((cfg.get("Labels") or {}).get(de.PROFILE_LABEL, "default"))
+    ipv6 = inst.host is not None and ":" in inst.host
+    want = inst.sysctl_map
+    if ipv6:
+        want = {**de.ENV_PROFILES["ipv6"].sysctls, **want}
+    launcher = None
+    if inst.hold_fds:
+        if prof.nofile is not None and prof.nofile < inst.hold_fds + 64:
+            raise CannotRun(f"the environment profile {prof.name} limits the server to {prof.nofile} "
+                            f"descriptors: no room for {inst.hold_fds} held ones")
+        path = registry.find_binary(HOLD_FDS_BINARY)
+        if path is None:
+            raise CannotRun(f"{HOLD_FDS_BINARY} not found in {', '.join(map(str, registry.bin_dirs()))}: "
+                            f"{registry.BUILD_HINT}")
+        launcher = str(path)
+    try:
+        return lab.start_server(
+            cfg.get("Image") or ctr.image.tags[0], cfg.get("Cmd"), template.addr[1], prof,
+            name=f"fresh-{ctr.name[-12:]}", sysctls=want, ipv6=ipv6, hold_fds=inst.hold_fds,
+            hold_fds_launcher=launcher)
+    except de.DockerEnvError as e:
+        raise HarnessError(f"could not start a private instance of the server image: "
+                           f"{str(e).splitlines()[0]}") from None
+
+
 class FreshContainer(DockerTarget):
-    """A private server container of a `Lab`, started like the run's `template` container, with
-    the case's settings. Stopped (both containers removed) at the end of the case."""
+    """A private server container of a `Lab` (`launch`ed like the run's `template`
+    container, with the case's settings). Stopped (both containers removed) at the end of
+    the case."""
 
     owned = True
 
-    def __init__(self, lab: Any, template: DockerTarget, *, hold_fds: int = 0, host: str | None = None,
-                 sysctls: dict[str, str] | None = None, factory: SocketFactory | None = None) -> None:
-        from . import dockerenv as de
-        from . import registry
-
-        ctr = template._container()
-        cfg = ctr.attrs.get("Config") or {}
-        prof = de.env_profile((cfg.get("Labels") or {}).get(de.PROFILE_LABEL, "default"))
-        ipv6 = host is not None and ":" in host
-        want = dict(sysctls or {})
-        if ipv6:
-            want = {**de.ENV_PROFILES["ipv6"].sysctls, **want}
-        launcher = None
-        if hold_fds:
-            if prof.nofile is not None and prof.nofile < hold_fds + 64:
-                raise CannotRun(f"the environment profile {prof.name} limits the server to {prof.nofile} "
-                                f"descriptors: no room for {hold_fds} held ones")
-            path = registry.find_binary(HOLD_FDS_BINARY)
-            if path is None:
-                raise CannotRun(f"{HOLD_FDS_BINARY} not found in {', '.join(map(str, registry.bin_dirs()))}: "
-                                f"{registry.BUILD_HINT}")
-            launcher = str(path)
-        try:
-            self._srv = lab.start_server(
-                cfg.get("Image") or ctr.image.tags[0], cfg.get("Cmd"), template.addr[1], prof,
-                name=f"fresh-{ctr.name[-12:]}", sysctls=want, ipv6=ipv6, hold_fds=hold_fds,
-                hold_fds_launcher=launcher)
-        except de.DockerEnvError as e:
-            raise HarnessError(f"could not start a private instance of the server image: "
-                               f"{str(e).splitlines()[0]}") from None
-        self.first_start = self._srv.first_start or 0.0
+    def __init__(self, srv: Any, template: DockerTarget, factory: SocketFactory | None = None) -> None:
+        self._srv = srv
+        self.first_start = srv.first_start or 0.0
         # Under the ipv6 environment profile its IPv6 address, as for the run's server.
-        super().__init__(self._srv.name, self._srv.address, template.addr[1])
+        super().__init__(srv.name, srv.address, template.addr[1])
         self._factory = factory
-        self.ipv4_address: str = self._srv.ipv4
-        self.ipv6_address: str | None = self._srv.ipv6
+        self.ipv4_address: str = srv.ipv4
+        self.ipv6_address: str | None = srv.ipv6
 
     @property
     def port(self) -> int:
@@ -131,11 +141,19 @@ def tiny_buffers_factory(size: int = 4096) -> SocketFactory:
 
 class FreshContainers:
     """The private instances of one run: started on an internal network of a `Lab` made on
-    first use (the holder image is the run's server's own holder's), removed with it."""
+    first use (the holder image is the run's server's own holder's), removed with it.
+
+    Each takes one to four seconds to start (two containers; an IPv6 address must first pass
+    duplicate address detection). The instances the run's cases declare are started in the
+    background (`prepare`), two at a time, while the cases before them run; a case takes its
+    own when it starts, or starts one then if none was prepared."""
 
     def __init__(self, template: DockerTarget) -> None:
         self.template = template
         self._lab: Any = None
+        self._lock = threading.Lock()
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._ready: dict[Fresh, list[concurrent.futures.Future[Any]]] = {}
 
     def unavailable(self) -> str | None:
         """Why private instances cannot be started here, or None."""
@@ -144,20 +162,52 @@ class FreshContainers:
                     "another PID namespace than the Docker engine, or not as root)")
         return None
 
-    def start(self, **opts: Any) -> FreshContainer:
+    def _lab_here(self) -> Any:
         from . import dockerenv as de
         from .lab import Lab
 
-        if self._lab is None:
-            holder = self.template._holder
-            image = (holder.attrs.get("Config") or {}).get("Image") if holder is not None else None
-            try:
-                self._lab = Lab(holder_image=image or de.BASE_IMAGE)
-            except de.DockerEnvError as e:
-                raise HarnessError(f"cannot make a network for private server containers: {e}") from None
-        return FreshContainer(self._lab, self.template, **opts)
+        with self._lock:
+            if self._lab is None:
+                holder = self.template._holder
+                image = (holder.attrs.get("Config") or {}).get("Image") if holder is not None else None
+                try:
+                    self._lab = Lab(holder_image=image or de.BASE_IMAGE)
+                except de.DockerEnvError as e:
+                    raise HarnessError(f"cannot make a network for private server containers: {e}") from None
+            return self._lab
+
+    def prepare(self, wanted: list[Fresh]) -> None:
+        """Start these instances in the background, in this order (the cases' order)."""
+        if not wanted:
+            return
+        self.template._container()  # looked up once, here, not by two threads at once
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="echoconf-fresh")
+        for inst in wanted:
+            fut = self._pool.submit(lambda i=inst: launch(self._lab_here(), self.template, i))
+            self._ready.setdefault(inst, []).append(fut)
+
+    def start(self, inst: Fresh) -> FreshContainer:
+        """A private instance with `inst`'s settings: a prepared one, or one started now."""
+        queued = self._ready.get(inst)
+        srv = queued.pop(0).result() if queued else launch(self._lab_here(), self.template, inst)
+        factory = tiny_buffers_factory(inst.client_buffers) if inst.client_buffers else None
+        return FreshContainer(srv, self.template, factory)
 
     def close(self) -> None:
+        """Stop the prepared instances no case took (their cases were skipped), then remove
+        the network and whatever is left on it."""
+        if self._pool is not None:
+            for futs in self._ready.values():
+                for f in futs:
+                    f.cancel()
+            self._pool.shutdown(wait=True)
+            self._pool = None
+            for futs in self._ready.values():
+                for f in futs:
+                    if not f.cancelled() and f.exception() is None:
+                        f.result().stop(timeout=2)
+            self._ready.clear()
         if self._lab is not None:
             self._lab.close()
             self._lab = None

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from . import client, pathscale, registry, report
-from .caselib import FAMILIES, PROFILES, Ctx
+from .caselib import FAMILIES, PROFILES, Ctx, declared_instance
 from .container import DockerTarget
 from .oracle import CaseFailure
 from .shared import SharedServer
@@ -87,6 +87,7 @@ def pytest_configure(config: pytest.Config) -> None:
                  "owned: the case needs the harness to see the server's processes, or to start "
                  "private instances of it (fixture fresh_server)",
                  "parks(fn, rank): the case's connection may wait while private-server cases run",
+                 "fresh(instance): the private server instance the case starts (fixture fresh_server)",
                  "docker: the case is about the server's container (--image)",
                  "faults: the case freezes, cuts off or kills the server container (--faults)",
                  "bound(fn): the case's hard bound (pytest-timeout) as a function of the profile"):
@@ -267,6 +268,11 @@ class EchoconfRun:
         # or containers of the image (--image).
         owned = self.spec is not None or self.private is not None
         items[:] = self.shared.order(keep, self.capabilities) if owned else keep
+        if self.private is not None:
+            # Under --image a private instance takes seconds to start: the declared ones start
+            # in the background now, in the order their cases will run.
+            self.private.prepare([inst for it in items if (inst := declared_instance(it)) is not None
+                                  and self.skip_reason(it) is None])
 
     def _print_list(self, items: list[pytest.Item]) -> None:
         rows = []
@@ -299,30 +305,37 @@ class EchoconfRun:
         if item.nodeid == self.shared.park_before and self.shared.to_park:
             self.shared.park_all(lambda cid: Ctx(self.profile, self.seed, frozenset(self.capabilities),
                                                  case_id=cid))
+        why = self.skip_reason(item)
+        if why:
+            pytest.skip(why)
+
+    def skip_reason(self, item: pytest.Item) -> str | None:
+        """Why this run cannot run the case, or None."""
         for m in item.iter_markers("needs"):
             cap = m.args[0]
             if cap not in self.capabilities:
-                pytest.skip(f"needs capability '{cap}', which {self.label()} does not declare")
+                return f"needs capability '{cap}', which {self.label()} does not declare"
         if item.get_closest_marker("docker") and not isinstance(getattr(self, "remote", None), DockerTarget):
-            pytest.skip("needs the server in a container that the harness runs (--image); this run's "
-                        "server is not")
+            return ("needs the server in a container that the harness runs (--image); this run's "
+                    "server is not")
         if item.get_closest_marker("faults") and not self.config.option.echoconf_faults:
-            pytest.skip("fault injection not asked for (--faults): it freezes, cuts off and kills the "
-                        "server container")
+            return ("fault injection not asked for (--faults): it freezes, cuts off and kills the "
+                    "server container")
         if item.get_closest_marker("owned") and self.spec is None:
             if "fresh_server" in item.fixturenames:
                 if self.private is None:
-                    pytest.skip("needs private instances of the server, which the harness starts for "
-                                "--command, --builtin, --impl or --image; a --target server can only be "
-                                "connected to")
+                    return ("needs private instances of the server, which the harness starts for "
+                            "--command, --builtin, --impl or --image; a --target server can only be "
+                            "connected to")
                 why = self.private.unavailable()
                 if why:
-                    pytest.skip(f"needs private instances of the server image: {why}")
+                    return f"needs private instances of the server image: {why}"
             remote = getattr(self, "remote", None)
             if remote is None or not remote.observable:
-                pytest.skip("needs to see the server's processes (--command, --builtin, --impl, or "
-                            "--image with the harness on the Docker host); a --target server can only "
-                            "be connected to")
+                return ("needs to see the server's processes (--command, --builtin, --impl, or "
+                        "--image with the harness on the Docker host); a --target server can only "
+                        "be connected to")
+        return None
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:

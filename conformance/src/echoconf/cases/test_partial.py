@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from echoconf.caselib import KiB, MiB, Ctx, case
+from echoconf.caselib import KiB, MiB, Ctx, Fresh, case
 from echoconf.client import Deadline, Flow, chunked, connect, exchange
 from echoconf.netns import TINY_BUFFERS
 from echoconf.steps import SENTINEL, distinct, judge, roundtrip
@@ -68,10 +68,10 @@ def test_many_interleaved(server: Target, ctx: Ctx) -> None:
 
 @case("partial.tiny-buffers", "derived", "the server in its own network namespace with tcp_wmem/tcp_rmem "
       "of 4 KiB: 1 MiB + 1 byte, read once the sends stall, echo + half-close exact, then FIN", fm=["FM-01"],
-      owned=True, timeout=90,
+      owned=True, timeout=90, fresh=Fresh(sysctls=tuple(TINY_BUFFERS.items()), client_buffers=4 * KiB),
       grade="must", why="with small socket buffers nearly every write is short: the echo must still be exact")
-def test_tiny_buffers(fresh_server: Callable[..., OwnedServer], ctx: Ctx) -> None:
-    srv = fresh_server(sysctls=TINY_BUFFERS, client_buffers=4 * KiB)
+def test_tiny_buffers(fresh_server: Callable[[], OwnedServer], ctx: Ctx) -> None:
+    srv = fresh_server()
     # The odd byte, as in partial.burst-half-close: some read of the stream is shorter than
     # the server's buffer, whatever its size, on every run. The client reads only once its
     # sends stall: the server's socket buffer is then full, and its next write is short on

@@ -12,7 +12,7 @@ from typing import Callable
 
 import pytest
 
-from echoconf.caselib import KiB, MiB, Ctx, case
+from echoconf.caselib import KiB, MiB, Ctx, Fresh, case
 from echoconf.client import (Deadline, connect, finish, probe, read_to_eof,
                              recv_exactly, reset, send_all)
 from echoconf.container import DockerTarget
@@ -259,9 +259,10 @@ STALL = 2.5
 
 
 @pytest.fixture
-def exhaustion(request: pytest.FixtureRequest, fresh_server: Callable[..., OwnedServer],
+def exhaustion(request: pytest.FixtureRequest, fresh_server: Callable[[], OwnedServer],
                ctx: Ctx) -> Exhaustion:
-    """The scenario runs once per run, in whichever of the two cases comes first."""
+    """The scenario runs once per run, in whichever of the two cases comes first (in a
+    full run robust.fd-exhaustion, which declares the instance)."""
     cache = request.config.stash.setdefault(_EXHAUSTION, {})
     if "seen" not in cache:
         cache["seen"] = _exhaust(fresh_server(), ctx)
@@ -302,7 +303,7 @@ def _exhaust(srv: OwnedServer, ctx: Ctx) -> Exhaustion:
 
 @case("robust.fd-exhaustion", "robust", f"RLIMIT_NOFILE lowered to {NOFILE} (prlimit) and {NOFILE + 8} "
       "clients at once: no thread runnable half the time while clients wait past the limit, no death, and after they go "
-      "(RST) the liveness probe passes", fm=["FM-10"], owned=True,
+      "(RST) the liveness probe passes", fm=["FM-10"], owned=True, fresh=Fresh(),
       grade="must", why="at its descriptor limit a server may make clients wait, but must not spin, "
       "die or stay stuck once descriptors are free")
 def test_fd_exhaustion(exhaustion: Exhaustion) -> None:
@@ -346,10 +347,10 @@ def _fds(srv: OwnedServer) -> int:
 
 @case("robust.fd-setsize", "robust", "server started with ~1016 descriptors held (listener near fd 1019): "
       "8 connections, opened one after another and kept open, each either echo or close within 1 s; "
-      "the server stays alive and serves a client after", fm=["FM-09"], owned=True,
+      "the server stays alive and serves a client after", fm=["FM-09"], owned=True, fresh=Fresh(hold_fds=1016),
       grade="must", why="a connection that is accepted but never watched hangs; overflowing an fd_set corrupts memory")
-def test_fd_setsize(fresh_server: Callable[..., OwnedServer], ctx: Ctx) -> None:
-    srv = fresh_server(hold_fds=1016)
+def test_fd_setsize(fresh_server: Callable[[], OwnedServer], ctx: Ctx) -> None:
+    srv = fresh_server()
     socks: list[socket.socket] = []
     hung: list[int] = []
     try:
@@ -377,9 +378,9 @@ def test_fd_setsize(fresh_server: Callable[..., OwnedServer], ctx: Ctx) -> None:
 
 
 @case("robust.eintr", "robust", "SIGSTOP/SIGCONT while idle and during a 16 MiB echo: still alive, echo "
-      "intact", fm=["FM-04"], owned=True, timeout=90,
+      "intact", fm=["FM-04"], owned=True, timeout=90, fresh=Fresh(),
       grade="must", why="signals interrupt system calls: taking EINTR as fatal kills the server or a stream")
-def test_eintr(fresh_server: Callable[..., OwnedServer], ctx: Ctx) -> None:
+def test_eintr(fresh_server: Callable[[], OwnedServer], ctx: Ctx) -> None:
     srv = fresh_server()
     pid = srv.pid
     stop_briefly(pid)
@@ -408,7 +409,9 @@ def test_eintr(fresh_server: Callable[..., OwnedServer], ctx: Ctx) -> None:
 @case("robust.restart-rebind", "robust", "with connections open (some in TIME_WAIT), SIGKILL and restart on "
       "the same port: listening again within 1 s more than twice its first start took", fm=["FM-18"], owned=True,
       grade="should", why="not in RFC 862: listening again at once after a restart (SO_REUSEADDR) is operational good practice")
-def test_restart_rebind(fresh_server: Callable[..., OwnedServer], ctx: Ctx) -> None:
+def test_restart_rebind(fresh_server: Callable[[], OwnedServer], ctx: Ctx) -> None:
+    # Not declared (`case(fresh=...)`), so never started ahead of the case: its first start
+    # and its restart are timed under the same load.
     t0 = time.monotonic()
     srv = fresh_server()
     # Starting a process (an interpreter, say) takes longer on a loaded machine: the bound is
@@ -456,16 +459,16 @@ def test_restart_rebind(fresh_server: Callable[..., OwnedServer], ctx: Ctx) -> N
 
 @case("robust.ipv6", "robust", "echo over IPv6: [::1] (and 127.0.0.1) for a server the harness runs on ::, "
       "the target host's own IPv6 address for a remote one", fm=["FM-17"],
-      needs=["ipv6"],
+      needs=["ipv6"], fresh=Fresh(host="::"),
       grade="must", why="a server that declares IPv6 must echo over it as over IPv4")
 def test_ipv6(server: Target, request: pytest.FixtureRequest) -> None:
     srv: Target = server
     if isinstance(server, OwnedServer) and server.spec.announces:
-        srv = request.getfixturevalue("fresh_server")(host="::")
+        srv = request.getfixturevalue("fresh_server")()
     elif isinstance(server, DockerTarget):
         # A private instance of the image on a dual-stack network: its own addresses of both
         # families, as [::1] and 127.0.0.1 are for a local server.
-        srv = request.getfixturevalue("fresh_server")(host="::")
+        srv = request.getfixturevalue("fresh_server")()
     port = srv.addr[1]
     addrs = [(h, port) for h in (("::1", "127.0.0.1") if srv is not server else ("::1",))]
     if isinstance(srv, FreshContainer):
