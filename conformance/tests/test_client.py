@@ -164,6 +164,25 @@ def test_session_meter_counts_what_the_server_forked() -> None:
         proc.wait(5)
 
 
+def test_session_meter_skips_a_process_being_reaped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A forked handler that ends between the look at /proc and the look at its threads is
+    being reaped: its task list answers ESRCH. The meter counts the others (xinetd forks a
+    process per connection; this was a harness error in close.connect-close)."""
+    import os
+
+    from echoconf import target
+
+    real = os.listdir
+
+    def reaped(path: str) -> list[str]:
+        if path == f"/proc/{os.getpid()}/task":
+            raise ProcessLookupError(3, "No such process", path)
+        return real(path)
+
+    monkeypatch.setattr(target.os, "listdir", reaped)
+    assert target.runnable_ns(os.getpid()) == {}
+
+
 def test_spin_measure_ignores_a_thread_missed_at_the_first_look(monkeypatch: pytest.MonkeyPatch) -> None:
     """steps.runnable_during counts a thread unseen at the first look from its birth; an old
     one missed then must not bring its whole past into the window."""

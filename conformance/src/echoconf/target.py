@@ -536,8 +536,8 @@ def runnable_ns(pid: int, *, waiting_only: bool = False) -> dict[str, int]:
     out = {}
     try:
         tids = os.listdir(f"/proc/{pid}/task")
-    except FileNotFoundError:
-        return out
+    except (FileNotFoundError, ProcessLookupError):
+        return out  # gone, or being reaped (ESRCH): a forked handler that just ended
     for tid in tids:
         try:
             with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
