@@ -22,7 +22,7 @@ from __future__ import annotations
 import concurrent.futures
 import socket
 import threading
-from typing import Any
+from typing import Any, Callable
 
 from .caselib import Fresh
 from .client import Addr, SocketFactory
@@ -73,12 +73,15 @@ def launch(lab: Any, template: DockerTarget, inst: Fresh) -> Any:
 class FreshContainer(DockerTarget):
     """A private server container of a `Lab` (`launch`ed like the run's `template`
     container, with the case's settings). Stopped (both containers removed) at the end of
-    the case."""
+    the case, by `retire` when given (in the background: the case's verdict and the
+    instance's deaths are known by then)."""
 
     owned = True
 
-    def __init__(self, srv: Any, template: DockerTarget, factory: SocketFactory | None = None) -> None:
+    def __init__(self, srv: Any, template: DockerTarget, factory: SocketFactory | None = None,
+                 retire: Callable[[Any], None] | None = None) -> None:
         self._srv = srv
+        self._retire = retire
         self.first_start = srv.first_start or 0.0
         # Under the ipv6 environment profile its IPv6 address, as for the run's server.
         super().__init__(srv.name, srv.address, template.addr[1])
@@ -120,7 +123,10 @@ class FreshContainer(DockerTarget):
             raise HarnessError(str(e).splitlines()[0]) from None
 
     def stop(self) -> None:
-        self._srv.stop(timeout=2)
+        if self._retire is not None:
+            self._retire(self._srv)
+        else:
+            self._srv.stop(timeout=2)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "kind": "private container"}
@@ -146,7 +152,8 @@ class FreshContainers:
     Each takes one to four seconds to start (two containers; an IPv6 address must first pass
     duplicate address detection). The instances the run's cases declare are started in the
     background (`prepare`), two at a time, while the cases before them run; a case takes its
-    own when it starts, or starts one then if none was prepared."""
+    own when it starts, or starts one then if none was prepared. Each is stopped and removed
+    in the background too, once its case is over."""
 
     def __init__(self, template: DockerTarget) -> None:
         self.template = template
@@ -176,23 +183,27 @@ class FreshContainers:
                     raise HarnessError(f"cannot make a network for private server containers: {e}") from None
             return self._lab
 
+    def _background(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._pool is None:
+            self.template._container()  # looked up once, here, not by two threads at once
+            self._pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="echoconf-fresh")
+        return self._pool
+
     def prepare(self, wanted: list[Fresh]) -> None:
         """Start these instances in the background, in this order (the cases' order)."""
-        if not wanted:
-            return
-        self.template._container()  # looked up once, here, not by two threads at once
-        if self._pool is None:
-            self._pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="echoconf-fresh")
         for inst in wanted:
-            fut = self._pool.submit(lambda i=inst: launch(self._lab_here(), self.template, i))
+            fut = self._background().submit(lambda i=inst: launch(self._lab_here(), self.template, i))
             self._ready.setdefault(inst, []).append(fut)
+
+    def _retire(self, srv: Any) -> None:
+        self._background().submit(srv.stop, timeout=2)
 
     def start(self, inst: Fresh) -> FreshContainer:
         """A private instance with `inst`'s settings: a prepared one, or one started now."""
         queued = self._ready.get(inst)
         srv = queued.pop(0).result() if queued else launch(self._lab_here(), self.template, inst)
         factory = tiny_buffers_factory(inst.client_buffers) if inst.client_buffers else None
-        return FreshContainer(srv, self.template, factory)
+        return FreshContainer(srv, self.template, factory, retire=self._retire)
 
     def close(self) -> None:
         """Stop the prepared instances no case took (their cases were skipped), then remove
