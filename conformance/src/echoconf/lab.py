@@ -310,6 +310,7 @@ class Lab:
         ipv6: bool = False,
         hold_fds: int = 0,
         hold_fds_launcher: str | None = None,
+        nofile: int | None = None,
     ) -> ServerContainer:
         """Run `image` (with `command`, `{port}` substituted; None: the image's own command, which
         must listen on `port`) under the profile, on the lab's internal network; returns once it
@@ -318,7 +319,8 @@ class Lab:
         For a private instance (`fresh_container.FreshContainer`): `sysctls` on top of the
         profile's, a dual-stack network with `ipv6`, and `hold_fds` descriptors held open in the
         server's process by `hold_fds_launcher` (a static echoconf-hold-fds, bind-mounted and
-        put before the image's entrypoint)."""
+        put before the image's entrypoint); `nofile`, a descriptor limit instead of the
+        profile's."""
         prof = env_profile(profile_name)
         net = self.network(ipv6=prof.ipv6 or ipv6)
         argv: list[str] | None = None
@@ -363,7 +365,8 @@ class Lab:
         except docker.errors.DockerException as e:
             holder.remove(force=True)
             raise DockerEnvError(f"cannot start the network holder for {image}: {e}") from e
-        ulimits = [docker.types.Ulimit(name="nofile", soft=prof.nofile, hard=prof.nofile)] if prof.nofile else None
+        nofile = nofile or prof.nofile
+        ulimits = [docker.types.Ulimit(name="nofile", soft=nofile, hard=nofile)] if nofile else None
         mem = {"mem_limit": prof.mem_limit, "memswap_limit": prof.mem_limit} if prof.mem_limit else {}
         t0 = time.monotonic()
         try:
