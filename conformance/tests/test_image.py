@@ -7,9 +7,12 @@ Needs a reachable Docker engine (docker/engine starts one) and the images docker
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -96,6 +99,53 @@ def test_nofile_exhaustion_tells_a_backlog_from_a_leak(command: str, want: str, 
     assert outcomes(doc)["docker.nofile-exhaustion"] == want, p.stdout
     if want == "failed":
         assert "RLIMIT_NOFILE 64" in p.stdout
+
+
+def _orphans() -> set[str]:
+    """Containers and networks of echoconf labs whose process is gone: what a run left behind."""
+    from echoconf import dockerenv as de
+
+    c = de.client()
+
+    def gone(labels: dict[str, str]) -> bool:
+        try:
+            os.kill(int(labels.get(f"{de.LABEL}.pid", "0")), 0)
+            return False
+        except ProcessLookupError:
+            return True
+        except (PermissionError, ValueError):
+            return False
+
+    flt = {"label": f"{de.LABEL}.lab"}
+    return ({f"container {x.name}" for x in c.containers.list(all=True, filters=flt) if gone(x.labels)}
+            | {f"network {n.name}" for n in c.networks.list(filters=flt) if gone(n.attrs.get("Labels") or {})})
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_interrupted_image_run_leaves_no_container_or_network(sig: signal.Signals, tmp_path: Path) -> None:
+    """Interrupted while its private instances start in the background, `echoconf run --image`
+    ends its child harness as Ctrl-C would, and each removes what it made."""
+    before = _orphans()
+    proc = subprocess.Popen([sys.executable, str(REPO / "conformance" / "echoconf"), "run", "--image",
+                             "echoconf:latest", "--command-in-image", "echo-epoll --port 7", "--capability",
+                             "ipv6", "--report", str(tmp_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=REPO)
+    seen = []
+    try:
+        assert proc.stdout is not None
+        for text in proc.stdout:  # bounded by the suite: it prints echo.basic within seconds
+            seen.append(text)
+            if "passed   echo.basic" in text:
+                break
+        proc.send_signal(sig)
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 2, "".join(seen) + rest
+    assert "interrupted; containers and network removed" in rest
+    assert _orphans() - before == set()
 
 
 def test_oom_killed_server_is_reported_as_such(tmp_path: Path) -> None:

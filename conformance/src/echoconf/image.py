@@ -51,6 +51,9 @@ Line = Callable[[str], None]
 # hanging images took 145 s); a correct server is never silent this long on a stream the
 # client is reading (a client holding back its reads on purpose is not counted).
 IMAGE_HANG_BOUND = 5.0
+# How long an interrupted child harness may take to stop its private containers: one may be
+# starting (up to its 15 s readiness bound) when the interruption comes.
+CHILD_GRACE = 30.0
 
 
 def _stderr(msg: str) -> None:
@@ -165,12 +168,10 @@ def run_profile(
             try:
                 rc = proc.wait(timeout=max(1.0, end - time.monotonic()))
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+                _end(proc)
                 res.note = f"harness did not finish within {timeout:.0f}s"
         except BaseException:
-            proc.kill()
-            proc.wait()
+            _end(proc)
             srv.stop()
             raise
     try:
@@ -188,6 +189,21 @@ def run_profile(
     if line and res.server_state != "alive":
         line(f"[{prof.name}] server container: {res.server_state}")
     return res
+
+
+def _end(proc: subprocess.Popen[str], grace: float = CHILD_GRACE) -> None:
+    """End the child harness as Ctrl-C would: SIGTERM, which it turns into an interrupted
+    session that stops its private containers and removes their network; SIGKILL only when
+    it has not ended within `grace` seconds (or this process is interrupted again)."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+            return
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
+            pass
+    proc.kill()
+    proc.wait()
 
 
 def _server_state(srv: Any, doc: dict[str, Any] | None) -> str:
@@ -251,7 +267,7 @@ def run(args: argparse.Namespace) -> int:
     """Entry point for `echoconf run --image`; returns the exit status."""
     try:
         from . import dockerenv as de
-        from .lab import Lab
+        from .lab import Lab, cleanup_stale
         import docker.errors
     except ImportError as e:
         print(f"echoconf: --image needs the Docker SDK for Python (apt-get install python3-docker): {e}",
@@ -282,6 +298,11 @@ def run(args: argparse.Namespace) -> int:
     if holder is None:
         print(f"echoconf: neither {de.BASE_IMAGE} nor {de.IMAGE} is present (docker/base-image makes the "
               "first)", file=sys.stderr)
+        return 2
+    try:
+        cleanup_stale(log=_stderr)  # what an earlier run killed with SIGKILL left behind
+    except docker.errors.DockerException as e:
+        print(f"echoconf: cannot list this engine's containers: {e}", file=sys.stderr)
         return 2
     command = shlex.split(args.command_in_image) if args.command_in_image else None
     tmp = None
