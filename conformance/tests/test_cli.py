@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLE, badecho, example, load_report, outcomes, run
+from conftest import ECHOCONF, EXAMPLE, REPO, badecho, example, load_report, outcomes, run
 
 CATALOGUE = """echo.basic echo.byte-values echo.nul echo.crlf echo.sizes echo.large
 echo.pipelined echo.no-extra echo.chunking echo.sequential echo.concurrent echo.pause
@@ -384,3 +388,60 @@ def test_a_bug_in_the_harness_is_an_error_not_a_verdict(tmp_path: Path) -> None:
     msg = next(c for c in doc["cases"] if c["id"] == "echo.basic")["detail"]["message"]
     assert msg.startswith("harness error: AttributeError") and "not in the server" in msg, msg
     assert doc["summary"]["harness_errors"] and not doc["summary"]["conformant"]
+
+
+def _alive_with(token: str) -> list[str]:
+    """The processes whose environment carries `token`: what the run started, and what those forked."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if token.encode() in f.read():
+                    with open(f"/proc/{pid}/cmdline", "rb") as g:
+                        argv = g.read().split(b"\0")
+                    found.append(f"{pid} {b' '.join(argv).decode(errors='replace')}")
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+    return found
+
+
+@pytest.mark.parametrize("server", [
+    # A real forking server: a process per connection, in the server's process group.
+    "socat TCP-LISTEN:{port},reuseaddr,fork PIPE",
+    "example",
+])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_interrupted_run_stops_every_server_process_and_gives_no_verdict(server: str, sig: signal.Signals,
+                                                                          report_dir: Path) -> None:
+    if server.startswith("socat") and shutil.which("socat") is None:
+        pytest.skip("socat is not installed (apt-get install socat)")
+    command = example() if server == "example" else server
+    token = f"ECHOCONF_TEST_RUN={uuid.uuid4().hex}"
+    env = dict(os.environ, ECHOCONF_TEST_RUN=token.split("=", 1)[1])
+    # SIGINT is Ctrl-C; a child of a non-interactive shell may inherit it ignored, so not here.
+    proc = subprocess.Popen([sys.executable, str(ECHOCONF), "run", "--command", command, "--case", "echo.basic",
+                             "--case", "echo.sequential", "--report", str(report_dir)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    seen = []
+    try:
+        assert proc.stdout is not None
+        for text in proc.stdout:  # then echo.sequential: a connection after another, socat forks for each
+            seen.append(text)
+            if "passed   echo.basic" in text:
+                break
+        assert _alive_with(token), "".join(seen)  # the server runs: the check below can see it
+        proc.send_signal(sig)
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out = "".join(seen) + rest
+    assert proc.returncode == 2, out
+    assert "the run was interrupted (Ctrl-C or SIGTERM)" in out
+    assert "not conformant" not in out
+    doc = load_report(report_dir)
+    assert doc["summary"]["exit_status"] == 2
+    assert not [c for c in doc["cases"] if c["outcome"] in ("failed", "error")], doc["cases"]
+    assert _alive_with(token) == []

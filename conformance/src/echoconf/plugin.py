@@ -130,6 +130,7 @@ class EchoconfRun:
         self.strict: bool = opt.echoconf_strict
         self.results: dict[str, dict[str, Any]] = {}
         self.order: list[str] = []
+        self.interrupted: list[str] = []  # the cases under way when the run was interrupted
         self.harness_errors: list[str] = []
         self.target: Target | None = None
         self.fresh_history: list[dict[str, Any]] = []
@@ -516,6 +517,12 @@ class EchoconfRun:
             self.target.stop()
         if self.private is not None:
             self.private.close()
+        if exitstatus == pytest.ExitCode.INTERRUPTED:
+            # Ctrl-C, or SIGTERM (which the CLI turns into the same): no verdict about the server.
+            self.interrupted = [nid.split("::", 1)[-1] for nid in self.order if self.results[nid]["outcome"] is None]
+            during = f" during {', '.join(self.interrupted)}" if self.interrupted else ""
+            self.harness_errors.append(f"the run was interrupted (Ctrl-C or SIGTERM){during}; the cases after "
+                                       "it did not run")
         cases = self.cases()
         status = self.exit_status(int(exitstatus), cases)
         session.exitstatus = status
@@ -533,11 +540,13 @@ class EchoconfRun:
         for nid in sorted(self.order, key=lambda n: rank.get(n, len(rank))):
             r = self.results[nid]
             meta = self.meta.get(nid, {})
+            outcome, detail = r["outcome"] or "error", r["detail"]
+            if r["outcome"] is None and self.interrupted:
+                outcome, detail = "skipped", {"message": "not finished: the run was interrupted"}
             out.append({"id": nid.split("::", 1)[1], "level": meta.get("level"),
                         "grade": self.grade_of(nid, r), "why": meta.get("why"),
                         "requirement": meta.get("requirement"), "fm": meta.get("fm", []),
-                        "outcome": r["outcome"] or "error", "duration": round(r["duration"], 3),
-                        "detail": r["detail"]})
+                        "outcome": outcome, "duration": round(r["duration"], 3), "detail": detail})
         return out
 
     def grade_of(self, nid: str, r: dict[str, Any]) -> str:
