@@ -445,3 +445,18 @@ def test_interrupted_run_stops_every_server_process_and_gives_no_verdict(server:
     assert doc["summary"]["exit_status"] == 2
     assert not [c for c in doc["cases"] if c["outcome"] in ("failed", "error")], doc["cases"]
     assert _alive_with(token) == []
+
+
+def test_what_the_server_left_running_is_killed_and_told(report_dir: Path) -> None:
+    """A child that ignores SIGTERM outlives the server's main process: the harness kills it
+    and the report says so, as an observation, not a verdict."""
+    token = uuid.uuid4().hex
+    command = (f"sh -c \"(trap '' TERM; exec sleep 300) & exec {sys.executable} {EXAMPLE} --port {{port}}\"")
+    p = subprocess.run([sys.executable, str(ECHOCONF), "run", "--command", command, "--case", "echo.basic",
+                        "--report", str(report_dir)], capture_output=True, text=True, timeout=120, cwd=REPO,
+                       env=dict(os.environ, ECHOCONF_TEST_RUN=token))
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "left 1 process it had started running when it was ended; the harness killed it: sleep 300" in p.stdout
+    doc = load_report(report_dir)
+    assert [h.get("left_behind") for h in doc["server_output"]] == [["sleep 300"]]
+    assert _alive_with(token) == []

@@ -122,9 +122,27 @@ def markdown(doc: dict[str, Any]) -> str:
             out += ["", f"## {c['id']}: {c['outcome']}", "", d.get("message", ""), "", "```"]
             out += [f"{k}: {v}" for k, v in d.items() if k != "message"]
             out.append("```")
+    for n in left_behind_notes(doc):
+        out += ["", f"**Note:** {n}"]
     for h in s.get("harness_errors") or []:
         out += ["", f"**Harness error:** {h}"]
     return "\n".join(out) + "\n"
+
+
+def left_behind_notes(doc: dict[str, Any]) -> list[str]:
+    """One observation per server instance that left processes it had started running when it
+    was ended (the harness killed them): not a verdict, a fact worth knowing."""
+    out = []
+    for h in [*(doc.get("server_output") or []), *(doc.get("fresh_servers") or [])]:
+        left = h.get("left_behind") or []
+        if left:
+            n = len(left)
+            shown = "; ".join(left[:3]) + (f"; and {n - 3} more" if n > 3 else "")
+            where = f" (private instance of {h['case']})" if h.get("case") else ""
+            out.append(f"the server (pid {h.get('pid')}){where} left {n} process{'es' if n != 1 else ''} it "
+                       f"had started running when it was ended; the harness killed {'them' if n != 1 else 'it'}: "
+                       f"{shown}")
+    return out
 
 
 def print_summary(console: Any, doc: dict[str, Any]) -> None:
@@ -155,6 +173,8 @@ def print_summary(console: Any, doc: dict[str, Any]) -> None:
             if d.get("falsifying_example"):
                 console.print("    " + d["falsifying_example"].replace("\n", "\n    "),
                               highlight=False, markup=False)
+    for n in left_behind_notes(doc):
+        console.print(f"[yellow]note:[/] {n}", markup=True, highlight=False)
     for h in s.get("harness_errors") or []:
         console.print(f"[bold red]harness error:[/] {h}", markup=True, highlight=False)
     verdict = {0: "[green]PASS[/]", 1: "[bold red]FAIL[/]", 2: "[bold red]HARNESS ERROR[/]"}

@@ -121,6 +121,8 @@ class Instance:
     started: float
     stdout: _Tail = field(default_factory=_Tail)
     stderr: _Tail = field(default_factory=_Tail)
+    # What it had started and was still running when it was ended (killed then): command lines.
+    left_behind: list[str] = field(default_factory=list)
 
 
 class Target:
@@ -293,6 +295,7 @@ class OwnedServer(Target):
         self.inst: Instance | None = None
         self.history: list[dict[str, Any]] = []  # earlier instances: exit, output tails
         self.restarts = 0
+        self._sessions: list[int] = []  # every instance's session: each leads one of its own
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self, port: int | None = None) -> Instance:
@@ -311,6 +314,7 @@ class OwnedServer(Target):
         except OSError as e:
             raise HarnessError(f"could not start {argv[0]}: {e}") from e
         inst = Instance(proc, port, (self.spec.host, port), time.monotonic())
+        self._sessions.append(proc.pid)
         ready = threading.Event()
         announced: list[tuple[str, int]] = []
 
@@ -420,17 +424,20 @@ class OwnedServer(Target):
             except subprocess.TimeoutExpired:
                 pass
         self._kill(inst)
+        # An instance killed on purpose (robust.restart-rebind kills only the main process, as
+        # a crash would) may have left what it forked in its session.
+        for sid in self._sessions:
+            if sid != inst.proc.pid:
+                inst.left_behind += _end_session(sid)
+        self._sessions = []
         self._archive(inst, stopped=True)
         self.inst = None
 
     def _kill(self, inst: Instance) -> None:
-        """SIGKILL the server's whole process group: the server runs in a session of its own,
-        so this also ends what it forked (a handler per connection) and left running."""
-        _signal_group(inst.proc.pid, signal.SIGKILL)
-        try:
-            inst.proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            pass
+        """SIGKILL the server's whole session: the server leads a session of its own, so this
+        also ends what it forked (a handler per connection) and left running, which the report
+        tells (`left_behind`)."""
+        inst.left_behind += _end_session(inst.proc.pid, inst.proc)
 
     def _archive(self, inst: Instance, stopped: bool = False) -> None:
         code = inst.proc.poll()
@@ -439,6 +446,7 @@ class OwnedServer(Target):
             "exit": None if code is None else describe_status(code),
             "stopped_by_harness": stopped,
             "stdout_tail": inst.stdout.text(4000), "stderr_tail": inst.stderr.text(4000),
+            **({"left_behind": inst.left_behind} if inst.left_behind else {}),
         })
 
     # -- observation -----------------------------------------------------------------
@@ -487,6 +495,47 @@ def _signal_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def session_processes(sid: int) -> dict[int, str]:
+    """The live processes of session `sid`, by pid, with their command lines. What a server the
+    harness starts forks stays in its session, unless it calls setsid() itself."""
+    out = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[3]) != sid or fields[0] in ("Z", "X"):
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = [a for a in f.read().split(b"\0") if a]
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+        out[int(entry)] = b" ".join(argv).decode(errors="replace")
+    return out
+
+
+def _end_session(sid: int, leader: subprocess.Popen[bytes] | None = None) -> list[str]:
+    """SIGKILL every process of session `sid` and wait (bounded) until none is left; returns
+    the command lines of those other than the leader that were still running."""
+    others = {p: c for p, c in session_processes(sid).items() if p != sid}
+    _signal_group(sid, signal.SIGKILL)
+    for pid in others:  # in the session but in a process group of its own
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    if leader is not None:
+        try:
+            leader.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            pass
+    end = time.monotonic() + STOP_TIMEOUT
+    while session_processes(sid) and time.monotonic() < end:
+        time.sleep(0.01)  # polling the kernel's process table until SIGKILL took effect
+    return sorted(others.values())
 
 
 def proc_stat(pid: int) -> dict[str, float]:
