@@ -347,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
             except BaseException:
                 for f in futs:
                     f.cancel()
+                img.interrupt_children()  # the running cells end now, not when their suites do
                 raise
     except KeyboardInterrupt:
         log("matrix: interrupted; containers and networks removed")

@@ -156,6 +156,7 @@ def run_profile(
             res.status, res.note = 2, f"cannot start the harness: {e}"
             srv.stop()
             return res
+        _CHILDREN.add(proc)
         assert proc.stdout is not None
         end = time.monotonic() + timeout
         try:
@@ -174,6 +175,8 @@ def run_profile(
             _end(proc)
             srv.stop()
             raise
+        finally:
+            _CHILDREN.discard(proc)
     try:
         res.doc = json.loads((out / "report.json").read_text())
     except (OSError, ValueError) as e:
@@ -189,6 +192,18 @@ def run_profile(
     if line and res.server_state != "alive":
         line(f"[{prof.name}] server container: {res.server_state}")
     return res
+
+
+_CHILDREN: set[subprocess.Popen[str]] = set()  # the child harnesses running now, in any thread
+
+
+def interrupt_children() -> None:
+    """Interrupt every child harness running now (SIGTERM, as Ctrl-C would): the threads that
+    wait for them then end their cells, and each child removes what it made. For a process that
+    runs several cells at once (docker/matrix.py) and is itself interrupted."""
+    for proc in list(_CHILDREN):
+        if proc.poll() is None:
+            proc.terminate()
 
 
 def _end(proc: subprocess.Popen[str], grace: float = CHILD_GRACE) -> None:
@@ -350,11 +365,11 @@ def run(args: argparse.Namespace) -> int:
                     lab, args.image, command, args.port, name, base / name, suite_profile=args.profile,
                     harness_args=extra, without=args.without, faults=args.faults, line=line,
                     name=args.image.split("/")[-1].split(":")[0], pytest_args=args.pytest_args))
-    except KeyboardInterrupt:
-        print("echoconf: interrupted; containers and network removed", file=sys.stderr)
-        return 2
-    except de.DockerEnvError as e:
-        print(f"echoconf: {e}", file=sys.stderr)
+    except (KeyboardInterrupt, de.DockerEnvError) as e:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)  # reports nobody asked to keep
+        print("echoconf: interrupted; containers and network removed" if isinstance(e, KeyboardInterrupt)
+              else f"echoconf: {e}", file=sys.stderr)
         return 2
     worst = max((r.status for r in results), default=2)
     summary = {"version": 1, "image": args.image, "port": args.port, "command": command,

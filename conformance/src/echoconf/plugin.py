@@ -197,6 +197,9 @@ class EchoconfRun:
             if not host or not port.isdigit():
                 raise pytest.UsageError(f"--target wants HOST:PORT, got {target!r}")
             if opt.echoconf_container:
+                # Imported now, not on first use: an interruption (Ctrl-C, SIGTERM) in the middle
+                # of a lazy import leaves it half made, and the report could not be written.
+                from . import dockerenv  # noqa: F401  (pyflakes: imported for its side effect)
                 from .fresh_container import FreshContainers
 
                 self.remote = DockerTarget(opt.echoconf_container, host.strip("[]"), int(port),
