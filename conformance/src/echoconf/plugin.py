@@ -9,6 +9,7 @@ which this plugin loads.
 from __future__ import annotations
 
 import fnmatch
+import importlib
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -199,7 +200,7 @@ class EchoconfRun:
             if opt.echoconf_container:
                 # Imported now, not on first use: an interruption (Ctrl-C, SIGTERM) in the middle
                 # of a lazy import leaves it half made, and the report could not be written.
-                from . import dockerenv  # noqa: F401  (pyflakes: imported for its side effect)
+                importlib.import_module(".dockerenv", __package__)
                 from .fresh_container import FreshContainers
 
                 self.remote = DockerTarget(opt.echoconf_container, host.strip("[]"), int(port),
