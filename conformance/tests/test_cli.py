@@ -460,3 +460,24 @@ def test_what_the_server_left_running_is_killed_and_told(report_dir: Path) -> No
     doc = load_report(report_dir)
     assert [h.get("left_behind") for h in doc["server_output"]] == [["sleep 300"]]
     assert _alive_with(token) == []
+
+
+def test_namespaces_of_a_killed_harness_are_removed() -> None:
+    """A harness killed with SIGKILL cannot delete its network namespaces: the next one to make
+    a namespace (and ./test's last stage) deletes those whose process is gone, and only those."""
+    from echoconf import netns
+
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("network namespaces need root and iproute2")
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that is gone
+    stale, live = f"echoconf-{dead.pid}-0", f"echoconf-{os.getpid()}-999"
+    for name in (stale, live):
+        subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
+    try:
+        assert stale in netns.cleanup_stale()
+        left = os.listdir(netns.NETNS_DIR)
+        assert stale not in left and live in left
+    finally:
+        for name in (stale, live):
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -21,6 +22,8 @@ CLONE_NEWNET = 0x40000000
 TINY_BUFFERS = {"net.ipv4.tcp_wmem": "4096 4096 4096", "net.ipv4.tcp_rmem": "4096 4096 4096"}
 _counter = count()
 _lock = threading.Lock()
+NETNS_DIR = "/run/netns"  # where `ip netns add` puts a namespace's name
+_swept = False  # cleanup_stale once per process
 
 
 class NetnsUnavailable(RuntimeError):
@@ -43,14 +46,42 @@ def _run(*argv: str) -> None:
         raise NetnsUnavailable(f"`{' '.join(argv)}` failed: {res.stderr.strip() or res.returncode}")
 
 
+def cleanup_stale() -> list[str]:
+    """Delete the namespaces of harness processes that are gone (killed with SIGKILL, before
+    they could delete their own); returns their names."""
+    removed = []
+    try:
+        names = os.listdir(NETNS_DIR)
+    except FileNotFoundError:
+        return removed
+    for name in names:
+        m = re.fullmatch(r"echoconf-(\d+)-\d+", name)
+        if m is None:
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+            continue
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10)
+        removed.append(name)
+    return removed
+
+
 class NetNS:
     """A throwaway network namespace with loopback up. Use as a context manager."""
 
     def __init__(self, sysctls: dict[str, str] | None = None) -> None:
+        global _swept
         if os.geteuid() != 0:
             raise NetnsUnavailable("network namespaces need root")
         if shutil.which("ip") is None:
             raise NetnsUnavailable("the `ip` command (iproute2) is not installed")
+        if not _swept:
+            _swept = True
+            cleanup_stale()
         self.name = f"echoconf-{os.getpid()}-{next(_counter)}"
         self.sysctls = sysctls or {}
         self._created = False
@@ -83,7 +114,7 @@ class NetNS:
         """A TCP socket that lives in this namespace."""
         with _lock:
             own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-            target = os.open(f"/run/netns/{self.name}", os.O_RDONLY)
+            target = os.open(f"{NETNS_DIR}/{self.name}", os.O_RDONLY)
             try:
                 _setns(target)
                 try:
