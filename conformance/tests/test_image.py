@@ -7,7 +7,6 @@ Needs a reachable Docker engine (docker/engine starts one) and the images docker
 from __future__ import annotations
 
 import concurrent.futures
-import os
 import re
 import shutil
 import signal
@@ -103,22 +102,9 @@ def test_nofile_exhaustion_tells_a_backlog_from_a_leak(command: str, want: str, 
 
 def _orphans() -> set[str]:
     """Containers and networks of echoconf labs whose process is gone: what a run left behind."""
-    from echoconf import dockerenv as de
+    from echoconf.lab import stale
 
-    c = de.client()
-
-    def gone(labels: dict[str, str]) -> bool:
-        try:
-            os.kill(int(labels.get(f"{de.LABEL}.pid", "0")), 0)
-            return False
-        except ProcessLookupError:
-            return True
-        except (PermissionError, ValueError):
-            return False
-
-    flt = {"label": f"{de.LABEL}.lab"}
-    return ({f"container {x.name}" for x in c.containers.list(all=True, filters=flt) if gone(x.labels)}
-            | {f"network {n.name}" for n in c.networks.list(filters=flt) if gone(n.attrs.get("Labels") or {})})
+    return {f"{kind} {obj.name}" for kind, obj in stale()}
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

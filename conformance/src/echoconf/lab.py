@@ -404,14 +404,13 @@ class Lab:
         self._nets.clear()
 
 
-def cleanup_stale(log: Log = log_stderr) -> int:
-    """Remove containers and networks left by labs of this host whose process is gone (a run that
-    was SIGKILLed). Returns how many were removed."""
+def stale() -> list[tuple[str, Any]]:
+    """The containers and networks left by labs of this host whose process is gone (a run that
+    was SIGKILLed), as ("container" | "network", object), containers first."""
     c = client()
     host = socket.gethostname()
-    removed = 0
 
-    def stale(labels: dict[str, str]) -> bool:
+    def gone(labels: dict[str, str]) -> bool:
         if labels.get(f"{LABEL}.host") != host:
             return False
         try:
@@ -422,17 +421,20 @@ def cleanup_stale(log: Log = log_stderr) -> int:
         except (PermissionError, ValueError):
             return False
 
-    for ctr in c.containers.list(all=True, filters={"label": f"{LABEL}.lab"}):
-        if stale(ctr.labels):
-            ctr.remove(force=True)
+    flt = {"label": f"{LABEL}.lab"}
+    return ([("container", x) for x in c.containers.list(all=True, filters=flt) if gone(x.labels)]
+            + [("network", n) for n in c.networks.list(filters=flt) if gone(n.attrs.get("Labels") or {})])
+
+
+def cleanup_stale(log: Log = log_stderr) -> int:
+    """Remove what `stale` finds. Returns how many were removed."""
+    removed = 0
+    for kind, obj in stale():
+        try:
+            obj.remove(**({"force": True} if kind == "container" else {}))
             removed += 1
-    for net in c.networks.list(filters={"label": f"{LABEL}.lab"}):
-        if stale(net.attrs.get("Labels") or {}):
-            try:
-                net.remove()
-                removed += 1
-            except docker.errors.DockerException:
-                pass
+        except docker.errors.DockerException:
+            pass
     if removed:
         log(f"removed {removed} stale echoconf containers/networks")
     return removed
