@@ -40,6 +40,8 @@ def launch(lab: Any, template: DockerTarget, inst: Fresh) -> Any:
     """Start a private container of `template`'s image with `inst`'s settings on `lab`'s
     network; returns the `lab.ServerContainer` once it listens. CannotRun when the instance
     cannot be had here, HarnessError when it does not start."""
+    import docker.errors
+
     from . import dockerenv as de
     from . import registry
 
@@ -67,7 +69,8 @@ def launch(lab: Any, template: DockerTarget, inst: Fresh) -> Any:
             cfg.get("Image") or ctr.image.tags[0], cfg.get("Cmd"), template.addr[1], prof,
             name=f"fresh-{ctr.name[-12:]}", sysctls=want, ipv6=ipv6, hold_fds=inst.hold_fds,
             hold_fds_launcher=launcher, nofile=nofile)
-    except de.DockerEnvError as e:
+    except (de.DockerEnvError, docker.errors.DockerException) as e:
+        # The engine's failure, never the server's: a harness error, not a verdict.
         raise HarnessError(f"could not start a private instance of the server image: "
                            f"{str(e).splitlines()[0]}") from None
 

@@ -44,6 +44,10 @@ from .dockerenv import (BASE_IMAGE, HOLD_FDS_PATH, LABEL, LISTENING, PROFILE_LAB
                         DockerEnvError, EnvProfile, Log, ServerDied, _self_container, can_connect, client,
                         env_profile, exit_reason, hostport, log_stderr, wait_accepting)
 
+# Names, subnets and ids come from the OS's randomness: the harness's global `random` is
+# reseeded by Hypothesis for every case, and two containers started in one case got one name.
+_rng = random.SystemRandom()
+
 
 class ServerContainer:
     """A server under test in a container of a `Lab`. Use `address`/`port` (or `target`)."""
@@ -222,7 +226,7 @@ class Lab:
         self.client = client()
         self.holder_image = holder_image
         self.log = log
-        self.id = f"{os.getpid()}-{random.randrange(16**6):06x}"
+        self.id = f"{os.getpid()}-{_rng.randrange(16**6):06x}"
         self._nets: dict[bool, _Net] = {}
         self._servers: set[ServerContainer] = set()
         self._self = _self_container(self.client)
@@ -256,7 +260,7 @@ class Lab:
                 used.append(ipaddress.ip_network(tok, strict=False))
         except (OSError, subprocess.SubprocessError):
             pass
-        for third in random.sample(range(256), 256):
+        for third in _rng.sample(range(256), 256):
             cand = ipaddress.ip_network(f"10.213.{third}.0/24")
             if not any(cand.overlaps(u) for u in used if u.version == 4):
                 return str(cand)
@@ -274,7 +278,7 @@ class Lab:
                 pools = [docker.types.IPAMPool(subnet=sub4)]
                 sub6 = None
                 if ipv6:
-                    gid = random.randrange(1 << 40)  # RFC 4193 global id
+                    gid = _rng.randrange(1 << 40)  # RFC 4193 global id
                     sub6 = str(ipaddress.ip_network(((0xFD << 120) | (gid << 80), 64)))
                     pools.append(docker.types.IPAMPool(subnet=sub6))
                 try:
@@ -328,7 +332,7 @@ class Lab:
             parts = command.split() if isinstance(command, str) else list(command)
             argv = [p.replace("{port}", str(port)) for p in parts]
         slug = re.sub(r"[^a-zA-Z0-9_.-]+", "-", name or (argv[0] if argv else image.split("/")[-1]))[:40]
-        base = f"echoconf-{self.id}-{slug}-{prof.name}-{random.randrange(16**4):04x}"
+        base = f"echoconf-{self.id}-{slug}-{prof.name}-{_rng.randrange(16**4):04x}"
         extra: dict[str, Any] = {}
         if hold_fds:
             if not hold_fds_launcher:
