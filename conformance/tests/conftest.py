@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -43,3 +44,30 @@ def outcomes(doc: dict[str, Any]) -> dict[str, str]:
 @pytest.fixture
 def report_dir(tmp_path: Path) -> Path:
     return tmp_path / "report"
+
+
+def interrupt_after(args: list[str], marker: str, sig: int, *, env: dict[str, str] | None = None,
+                    before: Callable[[str], None] | None = None) -> tuple[int, str, str]:
+    """Run `echoconf ARGS`, send it `sig` once a line contains `marker` (after `before(output so
+    far)`), and return its exit status, its output up to the marker and the rest (bounded: 60 s
+    after the signal). SIGINT is Ctrl-C: restored to its default, which a child of a
+    non-interactive shell may inherit ignored."""
+    proc = subprocess.Popen([sys.executable, str(ECHOCONF), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    seen = []
+    try:
+        assert proc.stdout is not None
+        for text in proc.stdout:  # bounded by the suite: the marker comes within seconds
+            seen.append(text)
+            if marker in text:
+                break
+        if before is not None:
+            before("".join(seen))
+        proc.send_signal(sig)
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, "".join(seen), rest

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ECHOCONF, EXAMPLE, REPO, badecho, example, load_report, outcomes, run
+from conftest import ECHOCONF, EXAMPLE, REPO, badecho, example, interrupt_after, load_report, outcomes, run
 
 CATALOGUE = """echo.basic echo.byte-values echo.nul echo.crlf echo.sizes echo.large
 echo.pipelined echo.no-extra echo.chunking echo.sequential echo.concurrent echo.pause
@@ -418,27 +418,15 @@ def test_interrupted_run_stops_every_server_process_and_gives_no_verdict(server:
     command = example() if server == "example" else server
     token = f"ECHOCONF_TEST_RUN={uuid.uuid4().hex}"
     env = dict(os.environ, ECHOCONF_TEST_RUN=token.split("=", 1)[1])
-    # SIGINT is Ctrl-C; a child of a non-interactive shell may inherit it ignored, so not here.
-    proc = subprocess.Popen([sys.executable, str(ECHOCONF), "run", "--command", command, "--case", "echo.basic",
-                             "--case", "echo.sequential", "--report", str(report_dir)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    seen = []
-    try:
-        assert proc.stdout is not None
-        for text in proc.stdout:  # then echo.sequential: a connection after another, socat forks for each
-            seen.append(text)
-            if "passed   echo.basic" in text:
-                break
-        assert _alive_with(token), "".join(seen)  # the server runs: the check below can see it
-        proc.send_signal(sig)
-        rest, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    out = "".join(seen) + rest
-    assert proc.returncode == 2, out
+    def server_runs(so_far: str) -> None:
+        assert _alive_with(token), so_far  # the server runs: the check below can see it
+
+    # then echo.sequential: a connection after another, socat forks for each
+    code, seen, rest = interrupt_after(["run", "--command", command, "--case", "echo.basic", "--case",
+                                        "echo.sequential", "--report", str(report_dir)], "passed   echo.basic",
+                                       sig, env=env, before=server_runs)
+    out = seen + rest
+    assert code == 2, out
     assert "the run was interrupted (Ctrl-C or SIGTERM)" in out
     assert "not conformant" not in out
     doc = load_report(report_dir)

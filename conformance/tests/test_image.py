@@ -11,12 +11,11 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, load_report, outcomes, run
+from conftest import REPO, interrupt_after, load_report, outcomes, run
 
 
 def server_state(base: Path, profile: str) -> str:
@@ -112,24 +111,10 @@ def test_interrupted_image_run_leaves_no_container_or_network(sig: signal.Signal
     """Interrupted while its private instances start in the background, `echoconf run --image`
     ends its child harness as Ctrl-C would, and each removes what it made."""
     before = _orphans()
-    proc = subprocess.Popen([sys.executable, str(REPO / "conformance" / "echoconf"), "run", "--image",
-                             "echoconf:latest", "--command-in-image", "echo-epoll --port 7", "--capability",
-                             "ipv6", "--report", str(tmp_path)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, cwd=REPO)
-    seen = []
-    try:
-        assert proc.stdout is not None
-        for text in proc.stdout:  # bounded by the suite: it prints echo.basic within seconds
-            seen.append(text)
-            if "passed   echo.basic" in text:
-                break
-        proc.send_signal(sig)
-        rest, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 2, "".join(seen) + rest
+    code, seen, rest = interrupt_after(["run", "--image", "echoconf:latest", "--command-in-image",
+                                        "echo-epoll --port 7", "--capability", "ipv6", "--report", str(tmp_path)],
+                                       "passed   echo.basic", sig)
+    assert code == 2, seen + rest
     assert "interrupted; containers and network removed" in rest
     assert _orphans() - before == set()
 
