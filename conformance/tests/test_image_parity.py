@@ -31,6 +31,8 @@ def test_every_broken_image_fails_exactly_its_local_cases(tmp_path_factory: pyte
         out = tmp_path_factory.mktemp(f"{e.name}-report")
         p = run("run", "--image", images[e.key], "--port", "7", *META, *registry.capability_flags(e.capabilities),
                 "--report", str(out), timeout=900)
+        assert (out / "default" / "report.json").is_file(), \
+            f"{e.key}: no report (exit {p.returncode}); its output ends:\n{(p.stdout + p.stderr)[-4000:]}"
         doc = load_report(out / "default")
         got = outcomes(doc)
         # docker.* are the image run's own checks, not cases of the local run.

@@ -426,7 +426,7 @@ def stale() -> list[tuple[str, Any]]:
             return False
 
     flt = {"label": f"{LABEL}.lab"}
-    return ([("container", x) for x in c.containers.list(all=True, filters=flt) if gone(x.labels)]
+    return ([("container", x) for x in c.containers.list(all=True, filters=flt, ignore_removed=True) if gone(x.labels)]
             + [("network", n) for n in c.networks.list(filters=flt) if gone(n.attrs.get("Labels") or {})])
 
 
