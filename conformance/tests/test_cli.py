@@ -435,11 +435,18 @@ def test_interrupted_run_stops_every_server_process_and_gives_no_verdict(server:
     assert _alive_with(token) == []
 
 
-def test_what_the_server_left_running_is_killed_and_told(report_dir: Path) -> None:
+@pytest.mark.parametrize("escape", ["", "setsid "], ids=["child", "setsid-child"])
+def test_what_the_server_left_running_is_killed_and_told(escape: str, report_dir: Path) -> None:
     """A child that ignores SIGTERM outlives the server's main process: the harness kills it
-    and the report says so, as an observation, not a verdict."""
+    and the report says so, as an observation, not a verdict. One that left the server's
+    session (setsid) too: the server runs in a cgroup of its own, which it cannot leave."""
+    from echoconf import proctree
+
+    if escape and proctree.parent() is None:
+        pytest.skip("no cgroup v2 this process may create cgroups in: a server's tree is its session here")
     token = uuid.uuid4().hex
-    command = (f"sh -c \"(trap '' TERM; exec sleep 300) & exec {sys.executable} {EXAMPLE} --port {{port}}\"")
+    command = (f"sh -c \"{escape}sh -c 'trap \\\"\\\" TERM; exec sleep 300' & "
+               f"exec {sys.executable} {EXAMPLE} --port {{port}}\"")
     p = subprocess.run([sys.executable, str(ECHOCONF), "run", "--command", command, "--case", "echo.basic",
                         "--report", str(report_dir)], capture_output=True, text=True, timeout=120, cwd=REPO,
                        env=dict(os.environ, ECHOCONF_TEST_RUN=token))
@@ -447,6 +454,7 @@ def test_what_the_server_left_running_is_killed_and_told(report_dir: Path) -> No
     assert "left 1 process it had started running when it was ended; the harness killed it: sleep 300" in p.stdout
     doc = load_report(report_dir)
     assert [h.get("left_behind") for h in doc["server_output"]] == [["sleep 300"]]
+    assert doc["target"]["process_tree"] == ("cgroup" if proctree.parent() is not None else "session")
     assert _alive_with(token) == []
 
 
@@ -469,3 +477,37 @@ def test_namespaces_of_a_killed_harness_are_removed() -> None:
     finally:
         for name in (stale, live):
             subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10)
+
+
+def test_server_cgroups_of_a_killed_harness_are_ended_and_removed() -> None:
+    """A harness killed with SIGKILL leaves its servers running in their cgroups: the next one
+    to start a server (and ./test's last stage) kills what runs in those whose harness is gone,
+    and removes them; a live harness's cgroup is left alone."""
+    from echoconf import proctree
+
+    if proctree.parent() is None:
+        pytest.skip("no cgroup v2 this process may create cgroups in")
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that is gone
+    parent = proctree.parent()
+    assert parent is not None
+    stale, live = parent / f"echoconf-{dead.pid}-0", parent / f"echoconf-{os.getpid()}-999"
+    procs = []
+    try:
+        for path in (stale, live):
+            path.mkdir()
+            tree = proctree.CgroupTree(path)
+            procs.append(subprocess.Popen([*tree.prefix(), "sleep", "300"], start_new_session=True))
+        end = time.monotonic() + 10
+        while not all(proctree.CgroupTree(p).pids() for p in (stale, live)) and time.monotonic() < end:
+            time.sleep(0.01)  # each sleep joins its cgroup before it execs
+        assert str(stale) in proctree.cleanup_stale()
+        assert procs[0].wait(10) == -signal.SIGKILL
+        assert not stale.exists() and live.exists() and procs[1].poll() is None
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        for path in (stale, live):
+            if path.exists():
+                path.rmdir()

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import listeners
+from . import listeners, proctree
 from .client import Addr, SocketFactory, WorkMeter, can_connect, literal_family, resolve
 
 READY_TIMEOUT = 10.0
@@ -121,6 +121,8 @@ class Instance:
     started: float
     stdout: _Tail = field(default_factory=_Tail)
     stderr: _Tail = field(default_factory=_Tail)
+    # Its processes: its own and all it forked (a cgroup of its own, or its session).
+    tree: proctree.Tree = field(default_factory=proctree.Tree)
     # What it had started and was still running when it was ended (killed then): command lines.
     left_behind: list[str] = field(default_factory=list)
 
@@ -158,23 +160,35 @@ class Target:
         leads it."""
         return self.pid
 
+    def tree_pids(self) -> list[int]:
+        """Every live process of the server: its own and all it forked, also those reparented
+        (observable targets)."""
+        return proctree.session_pids(self.session)
+
     def work_meter(self, *, waiting_only: bool = False) -> WorkMeter | None:
-        """Seconds that the processes of the server's session (it and all it forked, also
-        those reparented) were runnable since the previous call; None when they cannot be
-        seen. For client.probe: a busy server is slow, an idle one stuck. waiting_only: the
-        seconds they waited for a CPU (client.fill_until_stall: a server that had no turn has
-        not stopped reading)."""
+        """Seconds that the server's processes (`tree_pids`) were runnable since the previous
+        call; None when they cannot be seen. For client.probe: a busy server is slow, an idle
+        one stuck. waiting_only: the seconds they waited for a CPU (client.fill_until_stall: a
+        server that had no turn has not stopped reading)."""
         if not self.observable:
             return None
         try:
-            sid = self.session
+            self.tree_pids()
         except HarnessError:
             return None
-        last = session_runnable_ns(sid, waiting_only=waiting_only)
+
+        def measure() -> dict[str, int]:
+            try:
+                pids = self.tree_pids()
+            except HarnessError:
+                pids = []  # ended meanwhile: nothing more runs
+            return runnable_of(pids, waiting_only=waiting_only)
+
+        last = measure()
 
         def since() -> float:
             nonlocal last
-            now = session_runnable_ns(sid, waiting_only=waiting_only)
+            now = measure()
             # A thread born since counts from its birth; one that ended meanwhile is lost.
             ns = sum(max(0, v - last.get(k, 0)) for k, v in now.items())
             last = now
@@ -295,7 +309,7 @@ class OwnedServer(Target):
         self.inst: Instance | None = None
         self.history: list[dict[str, Any]] = []  # earlier instances: exit, output tails
         self.restarts = 0
-        self._sessions: list[int] = []  # every instance's session: each leads one of its own
+        self._trees: list[proctree.Tree] = []  # every instance's process tree, until stop()
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self, port: int | None = None) -> Instance:
@@ -308,13 +322,16 @@ class OwnedServer(Target):
             argv = [sys.executable, "-c", _HOLD_FDS, str(self.hold_fds), *argv]
         if self.wrap:
             argv = self.wrap(argv)
+        tree = proctree.new()
         try:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            proc = subprocess.Popen(tree.prefix() + argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, start_new_session=True)
         except OSError as e:
+            tree.close()
             raise HarnessError(f"could not start {argv[0]}: {e}") from e
-        inst = Instance(proc, port, (self.spec.host, port), time.monotonic())
-        self._sessions.append(proc.pid)
+        tree.started(proc.pid)
+        inst = Instance(proc, port, (self.spec.host, port), time.monotonic(), tree=tree)
+        self._trees.append(tree)
         ready = threading.Event()
         announced: list[tuple[str, int]] = []
 
@@ -418,26 +435,26 @@ class OwnedServer(Target):
             return
         inst = self.inst
         if inst.proc.poll() is None:
+            inst.tree.signal(signal.SIGTERM)
             try:
-                _signal_group(inst.proc.pid, signal.SIGTERM)
                 inst.proc.wait(STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
                 pass
         self._kill(inst)
         # An instance killed on purpose (robust.restart-rebind kills only the main process, as
-        # a crash would) may have left what it forked in its session.
-        for sid in self._sessions:
-            if sid != inst.proc.pid:
-                inst.left_behind += _end_session(sid)
-        self._sessions = []
+        # a crash would) may have left what it forked running.
+        for tree in self._trees:
+            if tree is not inst.tree:
+                inst.left_behind += tree.end()
+            tree.close()
+        self._trees = []
         self._archive(inst, stopped=True)
         self.inst = None
 
     def _kill(self, inst: Instance) -> None:
-        """SIGKILL the server's whole session: the server leads a session of its own, so this
-        also ends what it forked (a handler per connection) and left running, which the report
-        tells (`left_behind`)."""
-        inst.left_behind += _end_session(inst.proc.pid, inst.proc)
+        """SIGKILL the server's whole process tree: this also ends what it forked (a handler per
+        connection) and left running, which the report tells (`left_behind`)."""
+        inst.left_behind += inst.tree.end(inst.proc)
 
     def _archive(self, inst: Instance, stopped: bool = False) -> None:
         code = inst.proc.poll()
@@ -462,6 +479,11 @@ class OwnedServer(Target):
             raise HarnessError("the server is not running")
         return self.inst.proc.pid
 
+    def tree_pids(self) -> list[int]:
+        if self.inst is None:
+            raise HarnessError("the server is not running")
+        return self.inst.tree.pids()
+
     def factory(self) -> SocketFactory | None:
         return self._factory
 
@@ -469,7 +491,9 @@ class OwnedServer(Target):
         return {"kind": "builtin" if self.spec.announces else "command",
                 "command": self.spec.label if not self.spec.announces else shlex.join(self.spec.argv),
                 "restarts": self.restarts,
-                "address": f"{self.addr[0]}:{self.addr[1]}" if self.inst else None}
+                "address": f"{self.addr[0]}:{self.addr[1]}" if self.inst else None,
+                # how its processes were kept together: "cgroup" (none can escape) or "session"
+                "process_tree": self.inst.tree.kind if self.inst else None}
 
 
 # Runs as `python3 -c _HOLD_FDS N argv...`: raise RLIMIT_NOFILE, hold N descriptors open
@@ -487,55 +511,6 @@ while True:
         break
 os.execvp(sys.argv[2], sys.argv[2:])
 """
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    """Signal the process group the server leads (start_new_session=True made it one)."""
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def session_processes(sid: int) -> dict[int, str]:
-    """The live processes of session `sid`, by pid, with their command lines. What a server the
-    harness starts forks stays in its session, unless it calls setsid() itself."""
-    out = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            if int(fields[3]) != sid or fields[0] in ("Z", "X"):
-                continue
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = [a for a in f.read().split(b"\0") if a]
-        except (OSError, ValueError, IndexError):
-            continue  # gone meanwhile
-        out[int(entry)] = b" ".join(argv).decode(errors="replace")
-    return out
-
-
-def _end_session(sid: int, leader: subprocess.Popen[bytes] | None = None) -> list[str]:
-    """SIGKILL every process of session `sid` and wait (bounded) until none is left; returns
-    the command lines of those other than the leader that were still running."""
-    others = {p: c for p, c in session_processes(sid).items() if p != sid}
-    _signal_group(sid, signal.SIGKILL)
-    for pid in others:  # in the session but in a process group of its own
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    if leader is not None:
-        try:
-            leader.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            pass
-    end = time.monotonic() + STOP_TIMEOUT
-    while session_processes(sid) and time.monotonic() < end:
-        time.sleep(0.01)  # polling the kernel's process table until SIGKILL took effect
-    return sorted(others.values())
 
 
 def proc_stat(pid: int) -> dict[str, float]:
@@ -607,20 +582,17 @@ def thread_start(pid: int, tid: str) -> float | None:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def runnable_of(pids: list[int], *, waiting_only: bool = False) -> dict[str, int]:
+    """runnable_ns of every thread of these processes."""
+    out: dict[str, int] = {}
+    for pid in pids:
+        out.update(runnable_ns(pid, waiting_only=waiting_only))
+    return out
+
+
 def session_runnable_ns(sid: int, *, waiting_only: bool = False) -> dict[str, int]:
     """runnable_ns of every thread of every process in session `sid`."""
-    out: dict[str, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                session = int(f.read().rsplit(")", 1)[1].split()[3])
-        except (OSError, ValueError, IndexError):
-            continue  # gone meanwhile
-        if session == sid:
-            out.update(runnable_ns(int(entry), waiting_only=waiting_only))
-    return out
+    return runnable_of(proctree.session_pids(sid), waiting_only=waiting_only)
 
 
 def lower_nofile(pid: int, limit: int) -> None:
