@@ -351,11 +351,12 @@ class DockerTarget(Target):
         self._holder.client.networks.get(name).connect(self._holder, **kw)
         self._net = None
 
-    def kill_and_restart(self, timeout: float = RESTART_TIMEOUT) -> float:
+    def kill_and_restart(self, timeout: float = RESTART_TIMEOUT) -> tuple[float, float]:
         """SIGKILL the server and start it again in the same network namespace (same address and
         port, its old connections' sockets still there); not a death of the server's own. Returns
-        the seconds from the kill until it listens again; dockerenv.ServerDied when it ends
-        before listening, dockerenv.DockerEnvError when it does not listen in time."""
+        the seconds the engine took to kill it and start it again, and the seconds from then until
+        it listened again: only the latter is the server's doing. dockerenv.ServerDied when it
+        ends before listening, dockerenv.DockerEnvError when it does not listen in time."""
         from . import dockerenv as de
 
         start = time.monotonic()
@@ -363,11 +364,12 @@ class DockerTarget(Target):
         ctr.kill(signal="SIGKILL")
         ctr.wait(timeout=int(timeout) + 1)
         ctr.start()
+        started = time.monotonic()
         try:
             self._wait_listening(timeout)
         except HarnessError as e:
             raise de.DockerEnvError(str(e)) from None
-        return time.monotonic() - start
+        return started - start, time.monotonic() - started
 
 
 def _seen_here(pid: int, container_id: str) -> str | None:

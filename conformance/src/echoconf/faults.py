@@ -32,7 +32,8 @@ FAULT_CHECKS: dict[str, str] = {
     "docker.disconnect-reconnect": "the server's network is cut mid-stream for 2 s and restored: the server "
                                    "is alive and serves a new client",
     "docker.kill-restart": "with connections open, SIGKILL and restart in the same network namespace: "
-                           "listening again within 1 s more than twice its first start took",
+                           "listening again, once the engine started it, within 1 s more than twice "
+                           "its first start took",
 }
 
 
@@ -152,9 +153,11 @@ def check_disconnect_reconnect(srv: DockerTarget, size: int = 2 << 20, cut_s: fl
 
 
 def check_kill_restart(srv: DockerTarget, open_conns: int = 3) -> CheckResult:
-    # Starting a container takes longer on a loaded machine: the bound is relative to this
-    # container's own first start. A server that cannot bind again (no SO_REUSEADDR) never
-    # comes back, one that waits out TIME_WAIT takes a minute.
+    # A server that cannot bind again (no SO_REUSEADDR) never comes back, one that waits out
+    # TIME_WAIT takes a minute. Only the time from the engine's start of the container until it
+    # listens is the server's: the kill and the start are the engine's, which a loaded machine
+    # slows down. That time is bounded relative to this container's own first start (engine
+    # included there, so the bound is generous to a loaded machine and still far below a minute).
     bound = 1.0 + 2 * (srv.first_start or 0.0)
     start = time.monotonic()
     cid = "docker.kill-restart"
@@ -183,7 +186,7 @@ def check_kill_restart(srv: DockerTarget, open_conns: int = 3) -> CheckResult:
             return CheckResult(cid, "failed", f"before the kill, client {which} of {open_conns} to be "
                                f"held open across it failed: {e}", time.monotonic() - start, FAULT_CHECKS[cid])
         try:
-            took = srv.kill_and_restart(timeout=10.0)
+            engine, took = srv.kill_and_restart(timeout=10.0)
         except ServerDied as e:
             return CheckResult(cid, "failed", f"did not come back after SIGKILL: {e}", time.monotonic() - start,
                                FAULT_CHECKS[cid])
@@ -203,10 +206,11 @@ def check_kill_restart(srv: DockerTarget, open_conns: int = 3) -> CheckResult:
     if why is not None:
         return CheckResult(cid, "failed", f"restarted but {why}", dur, FAULT_CHECKS[cid])
     if took > bound:
-        return CheckResult(cid, "failed", f"listening again after {took:.2f}s (bound {bound:.1f}s: 1 s more than "
-                           f"twice its first start, {srv.first_start or 0:.2f}s; container start included)", dur, FAULT_CHECKS[cid])
-    return CheckResult(cid, "passed", f"listening again {took:.2f}s after SIGKILL (container start included)",
-                       dur, FAULT_CHECKS[cid])
+        return CheckResult(cid, "failed", f"listening again {took:.2f}s after the engine started it again (bound "
+                           f"{bound:.1f}s: 1 s more than twice its first start, {srv.first_start or 0:.2f}s); the "
+                           f"kill and start took the engine {engine:.2f}s", dur, FAULT_CHECKS[cid])
+    return CheckResult(cid, "passed", f"listening again {took:.2f}s after the engine started it again "
+                       f"(the kill and start took the engine {engine:.2f}s)", dur, FAULT_CHECKS[cid])
 
 
 def fault_checks(srv: DockerTarget) -> Iterator[CheckResult]:
