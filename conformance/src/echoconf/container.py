@@ -376,12 +376,9 @@ def _seen_here(pid: int, container_id: str) -> str | None:
     """Why this host cannot see the processes of the container whose first process Docker
     calls `pid`, or None when it can: the number must be that container's here (its cgroup
     names it; in another PID namespace the same number is another process) and readable."""
-    try:
-        with open(f"/proc/{pid}/cgroup") as f:
-            mine = pid > 0 and container_id in f.read()
-    except OSError:
-        mine = False
-    if not mine:
+    from . import dockerenv as de
+
+    if not de.pid_is_here(pid, container_id):
         return "the harness runs in another PID namespace than the Docker engine"
     if not os.access(f"/proc/{pid}/fd", os.R_OK):
         return "reading their descriptors needs root"

@@ -199,13 +199,27 @@ def describe_death(state: dict, mem_limit: int | str | None = None, log_tail: st
 # the kernel's table of its network namespace, and reachability from here is shown by a
 # connection refused on a port nobody listens on (the RST comes from the same kernel).
 
+def pid_is_here(pid: int, container_id: str) -> bool:
+    """Whether `pid`, the container's first process as the engine numbers it, is that process
+    on this host: its cgroup names the container. In another PID namespace (the harness in a
+    container of its own) the same number is another process or none; a marker file such as
+    /.dockerenv cannot tell, since the engine's host may itself be a container."""
+    if pid <= 0:
+        return False
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            return container_id in f.read()
+    except OSError:
+        return False
+
+
 def listeners(ctr: docker.models.containers.Container,
               holder: docker.models.containers.Container | None = None) -> list[tuple[str, int]] | None:
     """The listening TCP sockets of the container's network namespace, without connecting: from
-    /proc/PID/net on this host (when this process is not itself in a container, the engine's pids
-    are ours), else by `cat /proc/net/tcp*` in the namespace holder. None when neither works."""
+    /proc/PID/net when this host sees the container's processes (`pid_is_here`), else by
+    `cat /proc/net/tcp*` in the namespace holder. None when neither works."""
     pid = int(((ctr.attrs or {}).get("State") or {}).get("Pid") or 0)
-    if pid > 0 and not (os.path.exists("/.dockerenv") or os.path.exists("/run/.containerenv")):
+    if pid_is_here(pid, ctr.id):
         socks = proc_listeners.of_pid(pid)
         if socks is not None:
             return socks
