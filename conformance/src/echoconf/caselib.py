@@ -30,12 +30,15 @@ class Fresh:
     """A private server instance a case starts (fixture fresh_server): `hold_fds` descriptors
     held open in its process, listening on `host` ("::": dual-stack), in a network namespace
     of its own with `sysctls`; the case's client sockets get `client_buffers`-byte buffers
-    (locally they are made in that namespace and get them from its sysctls)."""
+    (locally they are made in that namespace and get them from its sysctls). `restarts`: the
+    case kills it and starts it again on the same address, in the same network namespace (a
+    container then needs a second one that keeps the namespace; a local process has it)."""
 
     hold_fds: int = 0
     host: str | None = None
     sysctls: tuple[tuple[str, str], ...] = ()
     client_buffers: int | None = None
+    restarts: bool = False
 
     @property
     def sysctl_map(self) -> dict[str, str]:

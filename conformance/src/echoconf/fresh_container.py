@@ -10,8 +10,10 @@ and environment profile), on an internal network of this harness's own `lab.Lab`
   Docker host, as root: `DockerTarget.observable`);
 - robust.restart-rebind kills the server container and starts it again in the same network
   namespace, which a holder container keeps: the old connections' sockets (TIME_WAIT) are
-  still there, as they are for a local process restarted on its port;
-- partial.tiny-buffers gives that namespace tcp_wmem/tcp_rmem of 4 KiB (sysctls on the holder);
+  still there, as they are for a local process restarted on its port. The other instances
+  are never restarted and get no holder (a container start is most of a private instance's
+  cost);
+- partial.tiny-buffers gives the instance's network namespace tcp_wmem/tcp_rmem of 4 KiB;
 - robust.ipv6 puts the instance on a dual-stack network;
 - robust.fd-setsize runs the image's entrypoint under echoconf-hold-fds (a static binary,
   bind-mounted), which holds 1016 descriptors open and execs it in place.
@@ -68,7 +70,7 @@ def launch(lab: Any, template: DockerTarget, inst: Fresh) -> Any:
         return lab.start_server(
             cfg.get("Image") or ctr.image.tags[0], cfg.get("Cmd"), template.addr[1], prof,
             name=f"fresh-{ctr.name[-12:]}", sysctls=want, ipv6=ipv6, hold_fds=inst.hold_fds,
-            hold_fds_launcher=launcher, nofile=nofile)
+            hold_fds_launcher=launcher, nofile=nofile, restartable=inst.restarts)
     except (de.DockerEnvError, docker.errors.DockerException) as e:
         # The engine's failure, never the server's: a harness error, not a verdict.
         raise HarnessError(f"could not start a private instance of the server image: "

@@ -54,7 +54,7 @@ class ServerContainer:
 
     def __init__(
         self, lab: "Lab", server: docker.models.containers.Container,
-        holder: docker.models.containers.Container, net: "_Net", image: str,
+        holder: docker.models.containers.Container | None, net: "_Net", image: str,
         command: list[str] | None, port: int, prof: EnvProfile,
     ) -> None:
         self.lab = lab
@@ -68,8 +68,9 @@ class ServerContainer:
         self._starts = 0  # `listening` lines seen so far: a new one announces this start
         self._final: dict | None = None  # container state kept once it is removed
         self.first_start: float | None = None  # seconds from `docker run` until it first listened
-        holder.reload()
-        settings = holder.attrs["NetworkSettings"]["Networks"][net.name]
+        owner = holder or server  # the container that owns the network namespace
+        owner.reload()
+        settings = owner.attrs["NetworkSettings"]["Networks"][net.name]
         self.ipv4: str = settings["IPAddress"]
         self.ipv6: str | None = settings.get("GlobalIPv6Address") or None
         self.address: str = self.ipv6 if prof.ipv6 and self.ipv6 else self.ipv4
@@ -157,7 +158,7 @@ class ServerContainer:
     # -- a restart on the same address (private instances: fresh_container.FreshContainer)
     def kill(self, timeout: float = READY_TIMEOUT) -> None:
         """SIGKILL the server's processes and wait for the container to end; its network
-        namespace (the holder's) stays."""
+        namespace stays when a holder keeps it (`Lab.start_server(restartable=True)`)."""
         self._starts = len(LISTENING.findall(self.logs()))
         self._server.kill(signal="SIGKILL")
         self._server.wait(timeout=int(timeout) + 1)
@@ -182,6 +183,8 @@ class ServerContainer:
             st["_logs"] = self.logs()
             self._final = st
             for ctr in (self._server, self._holder):
+                if ctr is None:
+                    continue
                 try:
                     ctr.remove(force=True)
                 except docker.errors.DockerException:
@@ -315,6 +318,7 @@ class Lab:
         hold_fds: int = 0,
         hold_fds_launcher: str | None = None,
         nofile: int | None = None,
+        restartable: bool = True,
     ) -> ServerContainer:
         """Run `image` (with `command`, `{port}` substituted; None: the image's own command, which
         must listen on `port`) under the profile, on the lab's internal network; returns once it
@@ -324,7 +328,9 @@ class Lab:
         profile's, a dual-stack network with `ipv6`, and `hold_fds` descriptors held open in the
         server's process by `hold_fds_launcher` (a static echoconf-hold-fds, bind-mounted and
         put before the image's entrypoint); `nofile`, a descriptor limit instead of the
-        profile's."""
+        profile's. Without `restartable` the server owns its network namespace itself (no
+        holder): a container fewer to start, for an instance that is never killed and started
+        again on its address."""
         prof = env_profile(profile_name)
         net = self.network(ipv6=prof.ipv6 or ipv6)
         argv: list[str] | None = None
@@ -355,32 +361,30 @@ class Lab:
             a4, a6 = net.next_addresses()
         api = self.client.api
         endpoint = api.create_endpoint_config(ipv4_address=a4, ipv6_address=a6)
-        made = api.create_container(
-            self.holder_image, ["sleep", "infinity"], name=f"{base}-net", labels=self._labels(),
-            hostname=slug[:60],
-            host_config=api.create_host_config(network_mode=net.name, init=True,
-                                               sysctls={**prof.sysctls, **(sysctls or {})} or None,
-                                               mem_limit="16m"),
-            networking_config=api.create_networking_config({net.name: endpoint}),
-        )
-        holder = self.client.containers.get(made["Id"])
-        try:
-            holder.start()
-        except docker.errors.DockerException as e:
-            holder.remove(force=True)
-            raise DockerEnvError(f"cannot start the network holder for {image}: {e}") from e
+        netcfg = {"sysctls": {**prof.sysctls, **(sysctls or {})} or None, "hostname": slug[:60]}
+        holder = None
+        if restartable:
+            made = api.create_container(
+                self.holder_image, ["sleep", "infinity"], name=f"{base}-net", labels=self._labels(),
+                hostname=netcfg["hostname"],
+                host_config=api.create_host_config(network_mode=net.name, init=True, sysctls=netcfg["sysctls"],
+                                                   mem_limit="16m"),
+                networking_config=api.create_networking_config({net.name: endpoint}),
+            )
+            holder = self.client.containers.get(made["Id"])
+            try:
+                holder.start()
+            except docker.errors.DockerException as e:
+                holder.remove(force=True)
+                raise DockerEnvError(f"cannot start the network holder for {image}: {e}") from e
         nofile = nofile or prof.nofile
-        ulimits = [docker.types.Ulimit(name="nofile", soft=nofile, hard=nofile)] if nofile else None
-        mem = {"mem_limit": prof.mem_limit, "memswap_limit": prof.mem_limit} if prof.mem_limit else {}
         t0 = time.monotonic()
         try:
-            server = self.client.containers.run(
-                image, argv, name=base, detach=True, init=True, network_mode=f"container:{holder.id}",
-                ulimits=ulimits, nano_cpus=prof.nano_cpus, labels={**self._labels(), PROFILE_LABEL: prof.name},
-                environment=environment, **mem, **extra,
-            )
+            server = self._run_server(image, argv, base, prof, nofile, environment, extra, holder, net, endpoint,
+                                      netcfg)
         except docker.errors.DockerException as e:
-            holder.remove(force=True)
+            if holder is not None:
+                holder.remove(force=True)
             raise DockerEnvError(f"cannot start {image}: {e}") from e
         srv = ServerContainer(self, server, holder, net, image, argv, port, prof)
         self._servers.add(srv)
@@ -391,6 +395,37 @@ class Lab:
             raise
         srv.first_start = time.monotonic() - t0
         return srv
+
+    def _run_server(self, image: str, argv: list[str] | None, name: str, prof: EnvProfile, nofile: int | None,
+                    environment: dict[str, str] | None, extra: dict[str, Any],
+                    holder: docker.models.containers.Container | None, net: _Net, endpoint: dict[str, Any],
+                    netcfg: dict[str, Any]) -> docker.models.containers.Container:
+        """Create and start the server container: in the holder's network namespace, or, without
+        a holder, on the network in one of its own (`netcfg`: its sysctls and host name)."""
+        api = self.client.api
+        ulimits = [docker.types.Ulimit(name="nofile", soft=nofile, hard=nofile)] if nofile else None
+        mem = {"mem_limit": prof.mem_limit, "memswap_limit": prof.mem_limit} if prof.mem_limit else {}
+        binds = extra.get("volumes") or {}
+        host_config = api.create_host_config(
+            network_mode=f"container:{holder.id}" if holder is not None else net.name, init=True,
+            ulimits=ulimits, nano_cpus=prof.nano_cpus,
+            binds=binds or None,
+            **({} if holder is not None else {"sysctls": netcfg["sysctls"]}), **mem)
+        made = api.create_container(
+            image, argv, name=name, detach=True, labels={**self._labels(), PROFILE_LABEL: prof.name},
+            environment=environment, entrypoint=extra.get("entrypoint"), host_config=host_config,
+            volumes=[v["bind"] for v in binds.values()] or None,
+            **({} if holder is not None else {
+                "hostname": netcfg["hostname"],
+                "networking_config": api.create_networking_config({net.name: endpoint})}),
+        )
+        server = self.client.containers.get(made["Id"])
+        try:
+            server.start()
+        except docker.errors.DockerException:
+            server.remove(force=True)
+            raise
+        return server
 
     def close(self) -> None:
         for srv in list(self._servers):
