@@ -211,6 +211,38 @@ def test_spin_measure_ignores_a_thread_missed_at_the_first_look(monkeypatch: pyt
     assert steps.runnable_during(Me(), 0.1) < 0.5  # type: ignore[arg-type]
 
 
+def test_spinning_is_sustained_and_a_burst_of_work_is_not() -> None:
+    """steps.runnable_during over up to three windows: a process that is busy for the first
+    window and then waits (a server finishing its clients' work) gets a quiet window; one that
+    spins fills every window."""
+    import subprocess
+    import sys
+
+    from echoconf import steps
+
+    burst = ("import time\nend = time.monotonic() + 0.3\nwhile time.monotonic() < end: pass\n"
+             "print('quiet', flush=True)\ntime.sleep(30)")
+    spin = "print('spinning', flush=True)\nwhile True: pass"
+
+    class Proc:
+        def __init__(self, code: str) -> None:
+            self.p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+            self.pid = self.p.pid
+
+    for code, spins in ((burst, False), (spin, True)):
+        srv = Proc(code)
+        try:
+            if spins:
+                assert srv.p.stdout is not None and srv.p.stdout.readline()
+            measured = steps.runnable_during(srv, 0.25, 0.5)  # type: ignore[arg-type]
+            assert (measured >= 0.5) == spins, (code, measured)
+            if not spins:  # the first window was busy: the quiet one came after it
+                assert srv.p.stdout is not None and srv.p.stdout.readline() == b"quiet\n"
+        finally:
+            srv.p.kill()
+            srv.p.wait()
+
+
 def test_a_stall_counts_only_once_the_server_had_its_turns() -> None:
     """fill_until_stall with the server's wait meter: a window in which the server waited for
     a CPU (it had no turn to read) is no stall; the filling ends only after a window in which
