@@ -1,5 +1,5 @@
 /* args.c - the command line every echoconf server shares:
- *   echo-NAME [--host ADDR] [--port N] [--max-conns N] [--help]
+ *   echo-NAME [--host ADDR] [--port N] [--transport tcp|udp|both] [--max-conns N] [--help]
  * Strict on purpose: a typo must fail loudly (status 2), never start a server
  * on some other port than the one the caller thinks it asked for. */
 #include "echo.h"
@@ -51,6 +51,7 @@ int echo_parse_args(int argc, char **argv, struct echo_config *cfg, char *err)
     strcpy(cfg->host, "::");
     cfg->port = ECHO_DEFAULT_PORT;
     cfg->max_conns = ECHO_DEFAULT_MAX_CONNS;
+    cfg->transports = ECHO_TCP | ECHO_UDP;
 
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
@@ -76,6 +77,19 @@ int echo_parse_args(int argc, char **argv, struct echo_config *cfg, char *err)
                                val ? val : "");
                 return ECHO_ERR;
             }
+        } else if (option_is(arg, "--transport")) {
+            val = option_value(argc, argv, &i, "--transport");
+            if (val != NULL && strcmp(val, "tcp") == 0) {
+                cfg->transports = ECHO_TCP;
+            } else if (val != NULL && strcmp(val, "udp") == 0) {
+                cfg->transports = ECHO_UDP;
+            } else if (val != NULL && strcmp(val, "both") == 0) {
+                cfg->transports = ECHO_TCP | ECHO_UDP;
+            } else {
+                echo_set_error(err, "--transport needs tcp, udp or both, got '%s'",
+                               val ? val : "");
+                return ECHO_ERR;
+            }
         } else if (option_is(arg, "--max-conns")) {
             val = option_value(argc, argv, &i, "--max-conns");
             if (val == NULL ||
@@ -96,15 +110,18 @@ int echo_parse_args(int argc, char **argv, struct echo_config *cfg, char *err)
 void echo_usage(FILE *out, const char *prog)
 {
     fprintf(out,
-            "usage: %s [--host ADDR] [--port N] [--max-conns N]\n"
+            "usage: %s [--host ADDR] [--port N] [--transport tcp|udp|both] [--max-conns N]\n"
             "\n"
-            "A TCP echo server (RFC 862): every byte a client sends comes back.\n"
+            "An echo server (RFC 862): every byte a TCP client sends comes back, and\n"
+            "every UDP datagram is answered by one with the same bytes.\n"
             "\n"
             "  --host ADDR      address to listen on (default ::, IPv4 and IPv6)\n"
-            "  --port N         port to listen on, 0 for any free port (default %d)\n"
-            "  --max-conns N    clients served at once; more are refused (default %d)\n"
+            "  --port N         port for both transports, 0 for any free port (default %d)\n"
+            "  --transport T    tcp, udp or both (default both, as inetd serves port 7)\n"
+            "  --max-conns N    TCP clients served at once; more are refused (default %d)\n"
             "  --help           show this help\n"
             "\n"
-            "When ready it prints 'listening ADDR PORT'. SIGTERM or SIGINT ends it.\n",
+            "When ready it prints 'listening ADDR PORT' and the transports it serves\n"
+            "('listening :: 7 tcp udp'). SIGTERM or SIGINT ends it.\n",
             prog, ECHO_DEFAULT_PORT, ECHO_DEFAULT_MAX_CONNS);
 }

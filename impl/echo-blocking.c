@@ -9,12 +9,17 @@
 
 const char echo_server_name[] = "echo-blocking";
 
-int echo_serve(int listen_fd, const struct echo_config *cfg, char *err)
+int echo_serve(const struct echo_sockets *s, const struct echo_config *cfg, char *err)
 {
     struct echo_acceptor acceptor;
 
     (void)cfg; /* max_conns is always 1 here */
-    if (echo_acceptor_init(&acceptor, listen_fd, err) != ECHO_OK)
+    /* Datagrams cannot wait for a TCP client to finish: they get a thread. */
+    if (s->tcp < 0)
+        return echo_udp_serve(s->udp, err);
+    if (s->udp >= 0 && echo_udp_spawn(s->udp, err) != ECHO_OK)
+        return ECHO_ERR;
+    if (echo_acceptor_init(&acceptor, s->tcp, err) != ECHO_OK)
         return ECHO_ERR;
     for (;;) {
         int fd = echo_accept_wait(&acceptor, 0, err);

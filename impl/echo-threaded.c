@@ -26,12 +26,17 @@ static void *serve_client(void *arg)
     return NULL;
 }
 
-int echo_serve(int listen_fd, const struct echo_config *cfg, char *err)
+int echo_serve(const struct echo_sockets *s, const struct echo_config *cfg, char *err)
 {
     struct echo_acceptor acceptor;
     pthread_attr_t attr;
     int rc;
 
+    /* One thread answers every datagram: a reply is one send, no session. */
+    if (s->tcp < 0)
+        return echo_udp_serve(s->udp, err);
+    if (s->udp >= 0 && echo_udp_spawn(s->udp, err) != ECHO_OK)
+        return ECHO_ERR;
     rc = pthread_attr_init(&attr);
     if (rc == 0)
         rc = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -41,7 +46,7 @@ int echo_serve(int listen_fd, const struct echo_config *cfg, char *err)
         echo_set_error(err, "pthread_attr: %s", strerror(rc));
         return ECHO_ERR;
     }
-    if (echo_acceptor_init(&acceptor, listen_fd, err) != ECHO_OK)
+    if (echo_acceptor_init(&acceptor, s->tcp, err) != ECHO_OK)
         goto out;
     for (;;) {
         pthread_t tid;

@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdio.h>
+#include <sys/socket.h>
 
 #define ECHO_OK 0
 #define ECHO_ERR (-1)
@@ -29,11 +30,22 @@
 #define ECHO_READ 1u
 #define ECHO_WRITE 2u
 
+/* Transports, as --transport names them; inetd serves both on port 7. */
+#define ECHO_TCP 1u
+#define ECHO_UDP 2u
+
 struct echo_config {
     char host[ECHO_HOST_MAX]; /* "::" = dual-stack wildcard */
     unsigned port;            /* 0 = any free port */
     unsigned max_conns;       /* connections served at once; more are refused */
+    unsigned transports;      /* ECHO_TCP | ECHO_UDP */
     int help;                 /* --help was given */
+};
+
+/* What main() opened for the server: -1 for a transport not served. */
+struct echo_sockets {
+    int tcp; /* the listener */
+    int udp;
 };
 
 /* args.c */
@@ -45,6 +57,11 @@ void echo_set_error(char *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 int echo_listen(const struct echo_config *cfg, char *addr, size_t addrlen,
                 unsigned *port, char *err);
+/* Every transport cfg asks for, on one port number; addr and port as the
+ * `listening` line prints them. */
+int echo_open(const struct echo_config *cfg, struct echo_sockets *s, char *addr,
+              size_t addrlen, unsigned *port, char *err);
+void echo_close(struct echo_sockets *s);
 int echo_signals_init(char *err);
 
 /* Accepting without spinning when descriptors run out: a reserve descriptor
@@ -80,9 +97,35 @@ void echo_conn_free(struct echo_conn *c);
 int echo_conn_service(struct echo_conn *c, unsigned ready);
 int echo_stream(int fd);
 
-/* Each server: serve connections on listen_fd until a signal ends the
- * process. Returns only on a fatal error, with err filled in. */
-int echo_serve(int listen_fd, const struct echo_config *cfg, char *err);
+/* udp.c: the UDP echo of one datagram socket. At most one reply waits for
+ * room in the send buffer, and while it does the socket is not read. */
+#define ECHO_UDP_MAX 65536 /* more than any UDP payload (65527 bytes over IPv6) */
+#define ECHO_UDP_BATCH 64  /* datagrams per wakeup, so TCP clients get turns too */
+#define ECHO_UDP_CTL 128   /* room for the kernel's control messages */
+
+struct echo_udp {
+    int fd;
+    unsigned port;                 /* the server's own, to never answer itself */
+    int pending;                   /* buf holds a reply not yet sent */
+    size_t len;
+    struct sockaddr_storage peer;  /* where the reply goes */
+    socklen_t peerlen;
+    size_t ctllen;                 /* the reply's source address, as a control message */
+    _Alignas(struct cmsghdr) unsigned char ctl[ECHO_UDP_CTL];
+    unsigned char buf[ECHO_UDP_MAX];
+};
+
+int echo_udp_init(struct echo_udp *u, int fd, char *err);
+/* Answers what the socket holds, up to a batch; returns what to wait for
+ * next: ECHO_READ, or ECHO_WRITE while a reply waits for room. */
+unsigned echo_udp_service(struct echo_udp *u);
+/* The blocking servers: serve the socket in this thread, or in a new one. */
+int echo_udp_serve(int fd, char *err);
+int echo_udp_spawn(int fd, char *err);
+
+/* Each server: serve what main() opened until a signal ends the process.
+ * Returns only on a fatal error, with err filled in. */
+int echo_serve(const struct echo_sockets *s, const struct echo_config *cfg, char *err);
 extern const char echo_server_name[];
 
 #endif

@@ -28,13 +28,15 @@ int echo_loop_init(struct echo_loop *l, int listen_fd, unsigned max_conns, char 
     l->acceptor.listen_fd = -1;
     l->acceptor.reserve_fd = -1;
     l->max_conns = max_conns;
-    if (!be_fd_ok(listen_fd)) {
+    if (listen_fd != -1 && !be_fd_ok(listen_fd)) {
         echo_set_error(err, "listener descriptor %d is beyond what %s can watch",
                        listen_fd, echo_server_name);
         return ECHO_ERR;
     }
     if (be_create(&l->be, err) != ECHO_OK)
         return ECHO_ERR;
+    if (listen_fd == -1)
+        return ECHO_OK; /* UDP only: nothing to accept */
     if (echo_acceptor_init(&l->acceptor, listen_fd, err) != ECHO_OK)
         goto fail;
     if (be_watch(l->be, listen_fd, 0, ECHO_READ) != ECHO_OK) {
@@ -48,6 +50,42 @@ fail:
     return ECHO_ERR;
 }
 
+int echo_loop_add_udp(struct echo_loop *l, int fd, char *err)
+{
+    if (!be_fd_ok(fd)) {
+        echo_set_error(err, "udp descriptor %d is beyond what %s can watch", fd,
+                       echo_server_name);
+        return ECHO_ERR;
+    }
+    l->udp = malloc(sizeof(*l->udp));
+    if (l->udp == NULL) {
+        echo_set_error(err, "out of memory");
+        return ECHO_ERR;
+    }
+    if (echo_udp_init(l->udp, fd, err) != ECHO_OK)
+        goto fail;
+    if (be_watch(l->be, fd, 0, ECHO_READ) != ECHO_OK) {
+        echo_set_error(err, "watching the udp socket: %s", strerror(errno));
+        goto fail;
+    }
+    l->udp_watched = ECHO_READ;
+    return ECHO_OK;
+fail:
+    free(l->udp);
+    l->udp = NULL;
+    return ECHO_ERR;
+}
+
+static void udp_service(struct echo_loop *l)
+{
+    unsigned want = echo_udp_service(l->udp);
+
+    /* A failed change leaves the old watch: reading on, or a reply retried
+     * once the socket is readable again. Neither loses the socket. */
+    if (want != l->udp_watched && be_watch(l->be, l->udp->fd, l->udp_watched, want) == ECHO_OK)
+        l->udp_watched = want;
+}
+
 void echo_loop_free(struct echo_loop *l)
 {
     for (size_t fd = 0; fd < l->by_fd_len; fd++)
@@ -56,6 +94,8 @@ void echo_loop_free(struct echo_loop *l)
     l->by_fd = NULL;
     l->by_fd_len = 0;
     l->nconns = 0;
+    free(l->udp);
+    l->udp = NULL;
     if (l->be != NULL)
         be_free(l->be);
     l->be = NULL;
@@ -137,13 +177,13 @@ int echo_loop_step(struct echo_loop *l, int timeout_ms, char *err)
 {
     int n, wait = timeout_ms;
 
-    if (!l->listening && now_ms() >= l->resume_ms) {
+    if (!l->listening && l->acceptor.listen_fd >= 0 && now_ms() >= l->resume_ms) {
         if (be_watch(l->be, l->acceptor.listen_fd, 0, ECHO_READ) == ECHO_OK)
             l->listening = 1;
         else
             l->resume_ms = now_ms() + ECHO_ACCEPT_BACKOFF_MS;
     }
-    if (!l->listening) {
+    if (!l->listening && l->acceptor.listen_fd >= 0) {
         /* wake up when the back-off ends, unless the caller wants it sooner */
         long long left = l->resume_ms - now_ms();
 
@@ -168,6 +208,10 @@ int echo_loop_step(struct echo_loop *l, int timeout_ms, char *err)
                 accept_some(l);
             continue;
         }
+        if (l->udp != NULL && ev->fd == l->udp->fd) {
+            udp_service(l);
+            continue;
+        }
         /* An earlier event in this batch may have closed the connection. */
         if ((size_t)ev->fd >= l->by_fd_len || (c = l->by_fd[ev->fd]) == NULL)
             continue;
@@ -185,14 +229,15 @@ int echo_loop_step(struct echo_loop *l, int timeout_ms, char *err)
     return ECHO_OK;
 }
 
-int echo_serve(int listen_fd, const struct echo_config *cfg, char *err)
+int echo_serve(const struct echo_sockets *s, const struct echo_config *cfg, char *err)
 {
     struct echo_loop l;
 
-    if (echo_loop_init(&l, listen_fd, cfg->max_conns, err) != ECHO_OK)
+    if (echo_loop_init(&l, s->tcp, cfg->max_conns, err) != ECHO_OK)
         return ECHO_ERR;
-    while (echo_loop_step(&l, -1, err) == ECHO_OK)
-        ;
+    if (s->udp < 0 || echo_loop_add_udp(&l, s->udp, err) == ECHO_OK)
+        while (echo_loop_step(&l, -1, err) == ECHO_OK)
+            ;
     echo_loop_free(&l);
     return ECHO_ERR;
 }

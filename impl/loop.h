@@ -37,6 +37,8 @@ struct echo_loop {
     struct echo_acceptor acceptor;
     int listening;         /* the listener is being watched */
     long long resume_ms;   /* when to watch it again after a back-off */
+    struct echo_udp *udp;  /* the datagram socket, when UDP is served */
+    unsigned udp_watched;
     struct echo_conn **by_fd;
     size_t by_fd_len;
     unsigned nconns;
@@ -44,7 +46,10 @@ struct echo_loop {
     struct be_event events[ECHO_LOOP_EVENTS];
 };
 
+/* listen_fd -1: no TCP (UDP only). */
 int echo_loop_init(struct echo_loop *l, int listen_fd, unsigned max_conns, char *err);
+/* Serve UDP echo on fd too. */
+int echo_loop_add_udp(struct echo_loop *l, int fd, char *err);
 int echo_loop_step(struct echo_loop *l, int timeout_ms, char *err);
 void echo_loop_free(struct echo_loop *l);
 

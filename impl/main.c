@@ -3,15 +3,14 @@
 #include "echo.h"
 
 #include <netdb.h>
-#include <unistd.h>
 
 int main(int argc, char **argv)
 {
     struct echo_config cfg;
+    struct echo_sockets socks;
     char err[ECHO_ERR_LEN] = "";
     char addr[NI_MAXHOST];
     unsigned port;
-    int fd;
 
     if (echo_parse_args(argc, argv, &cfg, err) != ECHO_OK) {
         fprintf(stderr, "%s: %s\n", echo_server_name, err);
@@ -25,19 +24,20 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: %s\n", echo_server_name, err);
         return 1;
     }
-    fd = echo_listen(&cfg, addr, sizeof(addr), &port, err);
-    if (fd < 0) {
+    if (echo_open(&cfg, &socks, addr, sizeof(addr), &port, err) != ECHO_OK) {
         fprintf(stderr, "%s: %s\n", echo_server_name, err);
         return 1;
     }
     /* Whoever started us waits for this line: it must arrive whole and now. */
-    if (printf("listening %s %u\n", addr, port) < 0 || fflush(stdout) == EOF) {
+    if (printf("listening %s %u%s%s\n", addr, port, socks.tcp >= 0 ? " tcp" : "",
+               socks.udp >= 0 ? " udp" : "") < 0 ||
+        fflush(stdout) == EOF) {
         fprintf(stderr, "%s: cannot write to stdout\n", echo_server_name);
-        (void)close(fd);
+        echo_close(&socks);
         return 1;
     }
-    echo_serve(fd, &cfg, err);
+    echo_serve(&socks, &cfg, err);
     fprintf(stderr, "%s: %s\n", echo_server_name, err);
-    (void)close(fd);
+    echo_close(&socks);
     return 1;
 }

@@ -26,7 +26,9 @@ void echo_set_error(char *err, const char *fmt, ...)
     va_end(ap);
 }
 
-static int listen_on(const struct addrinfo *ai, int dual_stack, char *err)
+/* A socket of ai's kind bound to ai's address: a listening one for TCP, one
+ * that reports each datagram's destination address for UDP. */
+static int bind_on(const struct addrinfo *ai, int dual_stack, char *err)
 {
     int fd, one = 1, zero = 0;
 
@@ -37,7 +39,8 @@ static int listen_on(const struct addrinfo *ai, int dual_stack, char *err)
         return ECHO_ERR;
     }
     /* A restart must bind at once, even with old connections in TIME_WAIT. */
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0) {
+    if (ai->ai_socktype == SOCK_STREAM &&
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0) {
         echo_set_error(err, "setsockopt SO_REUSEADDR: %s", strerror(errno));
         goto fail;
     }
@@ -47,13 +50,22 @@ static int listen_on(const struct addrinfo *ai, int dual_stack, char *err)
         echo_set_error(err, "setsockopt IPV6_V6ONLY: %s", strerror(errno));
         goto fail;
     }
+    /* Each datagram's destination address, so the reply leaves from it (udp.c);
+     * over IPv6 it also comes for IPv4 datagrams, as a mapped address. */
+    if (ai->ai_socktype == SOCK_DGRAM &&
+        (ai->ai_family == AF_INET6
+             ? setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one))
+             : setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one))) < 0) {
+        echo_set_error(err, "setsockopt PKTINFO: %s", strerror(errno));
+        goto fail;
+    }
     if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
         echo_set_error(err, "bind: %s", strerror(errno));
         goto fail;
     }
     /* The listener is non-blocking: a client that resets between readiness
      * and accept() must not block the server inside accept(). */
-    if (listen(fd, SOMAXCONN) < 0) {
+    if (ai->ai_socktype == SOCK_STREAM && listen(fd, SOMAXCONN) < 0) {
         echo_set_error(err, "listen: %s", strerror(errno));
         goto fail;
     }
@@ -63,8 +75,10 @@ fail:
     return ECHO_ERR;
 }
 
-int echo_listen(const struct echo_config *cfg, char *addr, size_t addrlen,
-                unsigned *port, char *err)
+/* Binds a socket of socktype on cfg->host and port; addr and *bound say
+ * where it is. */
+static int open_on(const struct echo_config *cfg, int socktype, unsigned port, char *addr,
+                   size_t addrlen, unsigned *bound, char *err)
 {
     struct addrinfo hints, *res = NULL;
     struct sockaddr_storage ss;
@@ -74,16 +88,16 @@ int echo_listen(const struct echo_config *cfg, char *addr, size_t addrlen,
 
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_socktype = socktype;
     hints.ai_flags = AI_PASSIVE;
-    snprintf(portstr, sizeof(portstr), "%u", cfg->port);
+    snprintf(portstr, sizeof(portstr), "%u", port);
     rc = getaddrinfo(cfg->host, portstr, &hints, &res);
     if (rc != 0) {
         echo_set_error(err, "cannot resolve '%s': %s", cfg->host, gai_strerror(rc));
         return ECHO_ERR;
     }
     for (struct addrinfo *ai = res; ai != NULL && fd < 0; ai = ai->ai_next)
-        fd = listen_on(ai, wildcard6 && ai->ai_family == AF_INET6, err);
+        fd = bind_on(ai, wildcard6 && ai->ai_family == AF_INET6, err);
     freeaddrinfo(res);
     res = NULL;
 
@@ -94,14 +108,15 @@ int echo_listen(const struct echo_config *cfg, char *addr, size_t addrlen,
 
         memset(&sin, 0, sizeof(sin));
         sin.sin_family = AF_INET;
-        sin.sin_port = htons((unsigned short)cfg->port);
+        sin.sin_port = htons((unsigned short)port);
         sin.sin_addr.s_addr = htonl(INADDR_ANY);
         memset(&ai4, 0, sizeof(ai4));
         ai4.ai_family = AF_INET;
-        ai4.ai_socktype = SOCK_STREAM;
+        ai4.ai_socktype = socktype;
+        ai4.ai_protocol = socktype == SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP;
         ai4.ai_addr = (struct sockaddr *)&sin;
         ai4.ai_addrlen = sizeof(sin);
-        fd = listen_on(&ai4, 0, err);
+        fd = bind_on(&ai4, 0, err);
     }
     if (fd < 0)
         return ECHO_ERR;
@@ -116,11 +131,57 @@ int echo_listen(const struct echo_config *cfg, char *addr, size_t addrlen,
         echo_set_error(err, "getnameinfo: %s", gai_strerror(rc));
         goto fail;
     }
-    *port = (unsigned)strtoul(serv, NULL, 10);
+    *bound = (unsigned)strtoul(serv, NULL, 10);
     return fd;
 fail:
     close(fd);
     return ECHO_ERR;
+}
+
+int echo_listen(const struct echo_config *cfg, char *addr, size_t addrlen,
+                unsigned *port, char *err)
+{
+    return open_on(cfg, SOCK_STREAM, cfg->port, addr, addrlen, port, err);
+}
+
+/* With --port 0 the kernel picks the TCP port; the same number may be taken
+ * for UDP, and then a few other numbers are tried. */
+#define ECHO_PORT_TRIES 16
+
+int echo_open(const struct echo_config *cfg, struct echo_sockets *s, char *addr,
+              size_t addrlen, unsigned *port, char *err)
+{
+    s->tcp = s->udp = -1;
+    for (int i = 0; i < ECHO_PORT_TRIES; i++) {
+        unsigned p = cfg->port;
+
+        if ((cfg->transports & ECHO_TCP) &&
+            (s->tcp = open_on(cfg, SOCK_STREAM, p, addr, addrlen, &p, err)) < 0)
+            return ECHO_ERR;
+        if (cfg->transports & ECHO_UDP) {
+            s->udp = open_on(cfg, SOCK_DGRAM, p, addr, addrlen, &p, err);
+            if (s->udp < 0) {
+                int taken = errno == EADDRINUSE;
+
+                echo_close(s);
+                if (taken && cfg->port == 0 && (cfg->transports & ECHO_TCP))
+                    continue;
+                return ECHO_ERR;
+            }
+        }
+        *port = p;
+        return ECHO_OK;
+    }
+    return ECHO_ERR;
+}
+
+void echo_close(struct echo_sockets *s)
+{
+    if (s->tcp >= 0)
+        (void)close(s->tcp);
+    if (s->udp >= 0)
+        (void)close(s->udp);
+    s->tcp = s->udp = -1;
 }
 
 static void *signal_waiter(void *arg)

@@ -47,6 +47,17 @@ static void check_ok(const char *const *args, const char *host, unsigned port,
     assert_string_equal(err, "");
 }
 
+static void check_transports(const char *const *args, unsigned transports)
+{
+    char store[MAX_ARGS][300], *argv[MAX_ARGS + 1], err[ECHO_ERR_LEN] = "";
+    struct echo_config cfg;
+    int argc = make_argv(argv, store, args);
+
+    memset(&cfg, 0x5a, sizeof(cfg));
+    assert_int_equal(echo_parse_args(argc, argv, &cfg, err), ECHO_OK);
+    assert_int_equal(cfg.transports, transports);
+}
+
 static void check_err(const char *const *args, const char *message)
 {
     char store[MAX_ARGS][300], *argv[MAX_ARGS + 1], err[ECHO_ERR_LEN] = "";
@@ -189,6 +200,22 @@ static void test_no_error_buffer(void **state)
     assert_int_equal(echo_parse_args(2, argv, &cfg, NULL), ECHO_ERR);
 }
 
+static void test_transports(void **state)
+{
+    (void)state;
+    /* inetd's port 7: both, unless asked otherwise */
+    check_transports((const char *[]){NULL}, ECHO_TCP | ECHO_UDP);
+    check_transports((const char *[]){"--transport", "tcp", NULL}, ECHO_TCP);
+    check_transports((const char *[]){"--transport=udp", NULL}, ECHO_UDP);
+    check_transports((const char *[]){"--transport", "udp", "--transport", "both", NULL},
+                     ECHO_TCP | ECHO_UDP);
+    check_err((const char *[]){"--transport", NULL}, "--transport needs tcp, udp or both, got ''");
+    check_err((const char *[]){"--transport=TCP", NULL},
+              "--transport needs tcp, udp or both, got 'TCP'");
+    check_err((const char *[]){"--transport", "tcp,udp", NULL},
+              "--transport needs tcp, udp or both, got 'tcp,udp'");
+}
+
 static void test_usage(void **state)
 {
     char text[2048];
@@ -198,7 +225,9 @@ static void test_usage(void **state)
     assert_non_null(f);
     echo_usage(f, "echo-test");
     assert_int_equal(fclose(f), 0);
-    assert_non_null(strstr(text, "usage: echo-test [--host ADDR] [--port N] [--max-conns N]\n"));
+    assert_non_null(strstr(text, "usage: echo-test [--host ADDR] [--port N] [--transport tcp|udp|both] "
+                                 "[--max-conns N]\n"));
+    assert_non_null(strstr(text, "(default both"));
     assert_ptr_equal(strstr(text, "usage: "), text);
     assert_non_null(strstr(text, "(default 7)"));
     assert_non_null(strstr(text, "(default 1024)"));
@@ -220,6 +249,7 @@ int main(void)
         cmocka_unit_test(test_bad_host),
         cmocka_unit_test(test_unknown_arguments),
         cmocka_unit_test(test_no_error_buffer),
+        cmocka_unit_test(test_transports),
         cmocka_unit_test(test_usage),
     };
 

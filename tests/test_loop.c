@@ -114,8 +114,8 @@ static void test_init_rejects_unwatchable_listener(void **state)
     char expect[ECHO_ERR_LEN];
 
     (void)state;
-    assert_int_equal(echo_loop_init(&loop, -1, 4, err), ECHO_ERR);
-    snprintf(expect, sizeof(expect), "listener descriptor -1 is beyond what %s can watch",
+    assert_int_equal(echo_loop_init(&loop, -2, 4, err), ECHO_ERR);
+    snprintf(expect, sizeof(expect), "listener descriptor -2 is beyond what %s can watch",
              echo_server_name);
     assert_string_equal(err, expect);
     if (is_select()) {

@@ -32,7 +32,7 @@ PROFILE_LABEL = f"{LABEL}.profile"  # on a server container: the environment pro
 HOLD_FDS_PATH = "/.echoconf-hold-fds"  # where a server container sees echoconf-hold-fds
 CONTEXT_LABEL = "org.echoconf.context"  # image label: hash of the build context it was built from
 READY_TIMEOUT = 10.0
-LISTENING = re.compile(r"^listening (\S+) (\d+)\s*$", re.MULTILINE)
+LISTENING = re.compile(proc_listeners.ANNOUNCEMENT, re.MULTILINE)
 
 Log = Callable[[str], None]
 

@@ -148,7 +148,7 @@ class ServerContainer:
             if not self.alive():
                 raise ServerDied(f"{self.name} ended before listening: {self.exit_reason()}\n{self.logs()[-2000:]}")
             if time.monotonic() > deadline:
-                said = " ".join(lines[-1]) if lines else ""
+                said = " ".join(lines[-1][:2]) if lines else ""
                 hint = (f" (it printed `listening {said}`: a loopback-only listener cannot be reached "
                         "from another network namespace; listen on 0.0.0.0 or ::)") if announced else ""
                 raise DockerEnvError(f"{self.name} not accepting on {self.target} after {timeout:.0f}s{hint}\n"

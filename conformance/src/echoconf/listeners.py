@@ -10,6 +10,10 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
+# The line a server may print when ready: `listening ADDR PORT`, and the reference servers
+# name the transports they serve after it (`listening :: 7 tcp udp`).
+ANNOUNCEMENT = r"^listening (\S+) (\d+)((?: (?:tcp|udp))*)\s*$"
+
 
 def parse(text: str) -> list[tuple[str, int]]:
     """(address, port) of the TCP sockets in LISTEN state in /proc/net/tcp{,6} text."""

@@ -27,7 +27,7 @@ from .client import Addr, SocketFactory, WorkMeter, can_connect, literal_family,
 
 READY_TIMEOUT = 10.0
 STOP_TIMEOUT = 3.0
-LISTENING = re.compile(rb"^listening (\S+) (\d+)\s*$")
+LISTENING = re.compile(listeners.ANNOUNCEMENT.encode())
 
 
 class HarnessError(RuntimeError):
