@@ -32,13 +32,16 @@ class Fresh:
     of its own with `sysctls`; the case's client sockets get `client_buffers`-byte buffers
     (locally they are made in that namespace and get them from its sysctls). `restarts`: the
     case kills it and starts it again on the same address, in the same network namespace (a
-    container then needs a second one that keeps the namespace; a local process has it)."""
+    container then needs a second one that keeps the namespace; a local process has it).
+    `ahead`: it may be started before the case (under --image, in the background); False for a
+    case that times the instance's start against its restart, under the same load."""
 
     hold_fds: int = 0
     host: str | None = None
     sysctls: tuple[tuple[str, str], ...] = ()
     client_buffers: int | None = None
     restarts: bool = False
+    ahead: bool = True
 
     @property
     def sysctl_map(self) -> dict[str, str]:

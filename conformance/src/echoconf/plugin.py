@@ -277,7 +277,7 @@ class EchoconfRun:
             # Under --image a private instance takes seconds to start: the declared ones start
             # in the background now, in the order their cases will run.
             self.private.prepare([inst for it in items if (inst := declared_instance(it)) is not None
-                                  and self.skip_reason(it) is None])
+                                  and inst.ahead and self.skip_reason(it) is None])
 
     def _print_list(self, items: list[pytest.Item]) -> None:
         rows = []
