@@ -76,9 +76,10 @@ static void take_reserve(void)
 		reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
-int listen_on(const struct options *opt)
+/* A socket of `type` bound to opt->host:opt->port. */
+static int bind_socket(const struct options *opt, int type)
 {
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+	struct addrinfo hints = { .ai_socktype = type, .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
 	struct addrinfo *res = NULL;
 	char port[16];
 	const char *host = opt->host;
@@ -90,7 +91,7 @@ int listen_on(const struct options *opt)
 		fprintf(stderr, "%s: %s\n", host, gai_strerror(rc));
 		exit(2);
 	}
-	fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	fd = socket(res->ai_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0 && res->ai_family == AF_INET6 && strcmp(host, "::") == 0) {
 		/* No IPv6 on this host: the wildcard falls back to IPv4. */
 		freeaddrinfo(res);
@@ -102,7 +103,7 @@ int listen_on(const struct options *opt)
 			fprintf(stderr, "%s: %s\n", host, gai_strerror(rc));
 			exit(1);
 		}
-		fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		fd = socket(AF_INET, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	}
 	if (fd < 0)
 		die("socket");
@@ -115,9 +116,25 @@ int listen_on(const struct options *opt)
 	if (bind(fd, res->ai_addr, res->ai_addrlen) < 0)
 		die("bind");
 	freeaddrinfo(res);
+	return fd;
+}
+
+int listen_on(const struct options *opt)
+{
+	int fd = bind_socket(opt, SOCK_STREAM);
+
 	if (listen(fd, SOMAXCONN) < 0)
 		die("listen");
 	take_reserve();
+	announce(fd, NULL);
+	return fd;
+}
+
+int udp_bind(const struct options *opt)
+{
+	int fd = bind_socket(opt, SOCK_DGRAM);
+
+	set_blocking(fd, true);
 	announce(fd, NULL);
 	return fd;
 }

@@ -37,6 +37,10 @@ void parse_options(int argc, char **argv, struct options *opt);
  * dual-stack and falls back to 0.0.0.0 without IPv6. Prints the ready line. */
 int listen_on(const struct options *opt);
 
+/* A blocking UDP socket on opt->host:opt->port (dual-stack for "::"), for the UDP echo
+ * servers; prints the ready line. */
+int udp_bind(const struct options *opt);
+
 /* Prints "listening ADDR PORT" for a bound socket and flushes stdout. */
 void announce(int lfd, const char *shown_host);
 

@@ -25,6 +25,7 @@ partial.tiny-buffers close.half-close-flush close.half-close-eof close.no-early-
 close.reset-pending close.connect-close close.connect-reset close.vanish-while-writing
 robust.stalled-reader robust.bounded-memory robust.no-busy-loop robust.fd-leak robust.fd-exhaustion
 robust.fd-exhaustion-prompt robust.fd-setsize robust.eintr robust.restart-rebind robust.ipv6 state.machine
+udp.sizes udp.empty udp.one-answer udp.clients udp.unreachable
 docker.nofile-exhaustion docker.pause-resume docker.disconnect-reconnect docker.kill-restart docker.alive""".split()
 
 

@@ -16,7 +16,8 @@ from echoconf import registry
 
 pytestmark = [pytest.mark.skipif(PROBLEM is not None, reason=PROBLEM or ""), pytest.mark.timeout(3600)]
 
-ENTRIES = [e for e in registry.load().values() if e.broken and e.builtin]
+# UDP-only servers are not run as images yet (`--image --transport udp` is refused).
+ENTRIES = [e for e in registry.load().values() if e.broken and e.builtin and e.transport != "udp"]
 META = ["--profile", "quick", "--hang-bound", "1", "--strict"]  # as test_meta.py runs each entry
 AT_ONCE = 3  # image runs at a time: most of a run is waiting on containers and bounds
 

@@ -14,7 +14,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 LEVELS = ("rfc862", "derived", "robust")
 # The case families, in run order: a case id is FAMILY.NAME and lives in cases/test_FAMILY.py.
 # docker.* judge a server container (--image) and run last: docker.alive judges the suite.
-FAMILIES = ("echo", "partial", "close", "robust", "state", "docker")
+FAMILIES = ("echo", "partial", "close", "robust", "state", "udp", "docker")
 # The grade says what a failure means; every case states its grade and why.
 GRADES = {
     "must": "required: a failure makes the server non-conformant (exit 1)",

@@ -15,12 +15,16 @@ from pathlib import Path
 ANNOUNCEMENT = r"^listening (\S+) (\d+)((?: (?:tcp|udp))*)\s*$"
 
 
-def parse(text: str) -> list[tuple[str, int]]:
-    """(address, port) of the TCP sockets in LISTEN state in /proc/net/tcp{,6} text."""
+LISTEN, UNCONNECTED = "0A", "07"  # the kernel's TCP_LISTEN; TCP_CLOSE, as a bound UDP socket shows
+
+
+def parse(text: str, state: str = LISTEN) -> list[tuple[str, int]]:
+    """(address, port) of the sockets in `state` in /proc/net/{tcp,udp}{,6} text: listening
+    TCP sockets, or with UNCONNECTED the UDP sockets bound and not connected (a server's)."""
     out = []
     for line in text.splitlines():
         f = line.split()
-        if len(f) < 4 or f[3] != "0A" or ":" not in f[1]:
+        if len(f) < 4 or f[3] != state or ":" not in f[1]:
             continue
         hexaddr, hexport = f[1].split(":")
         try:
@@ -38,12 +42,14 @@ def parse(text: str) -> list[tuple[str, int]]:
     return out
 
 
-def of_pid(pid: int) -> list[tuple[str, int]] | None:
-    """The listening sockets of the network namespace that process `pid` is in; None when
-    they cannot be read (the process is gone, or /proc is not this host's)."""
+def of_pid(pid: int, udp: bool = False) -> list[tuple[str, int]] | None:
+    """The listening TCP sockets (`udp`: the bound UDP sockets) of the network namespace that
+    process `pid` is in; None when they cannot be read (the process is gone, or /proc is not
+    this host's)."""
+    proto = "udp" if udp else "tcp"
     try:
-        return parse("".join(p.read_text() for p in (Path(f"/proc/{pid}/net/tcp"), Path(f"/proc/{pid}/net/tcp6"))
-                             if p.exists()))
+        return parse("".join(p.read_text() for p in (Path(f"/proc/{pid}/net/{proto}"), Path(f"/proc/{pid}/net/{proto}6"))
+                             if p.exists()), UNCONNECTED if udp else LISTEN)
     except OSError:
         return None
 

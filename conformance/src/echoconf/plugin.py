@@ -59,6 +59,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--echoconf-capability", action="append", default=[],
                 help="declare a capability (concurrent, ipv6)")
     g.addoption("--echoconf-without", action="append", default=[], help="remove a capability")
+    g.addoption("--echoconf-transport", default=None, choices=list(registry.TRANSPORTS),
+                help="what the server serves: tcp (default), udp (only the udp family runs), both")
     g.addoption("--echoconf-xfail", action="append", default=[],
                 help="CASE=REASON: an expected failure")
     g.addoption("--echoconf-profile", default="default", choices=sorted(PROFILES))
@@ -181,6 +183,10 @@ class EchoconfRun:
             self.capabilities = {"concurrent", "ipv6"}
         self.capabilities |= set(opt.echoconf_capability)
         self.capabilities -= set(opt.echoconf_without)
+        self.transport = opt.echoconf_transport or (impl.transport if impl else
+                                                    "both" if "udp" in self.capabilities else "tcp")
+        if self.transport != "tcp":
+            self.capabilities.add("udp")
         for item in opt.echoconf_xfail:
             cid, _, reason = item.partition("=")
             self.expected[cid] = reason or "expected failure"
@@ -210,6 +216,8 @@ class EchoconfRun:
                 self.remote = RemoteTarget(host.strip("[]"), int(port))
         elif not self.list_only:
             raise pytest.UsageError("say which server to test: --command, --target, --builtin or --impl")
+        if self.spec is not None:
+            self.spec.tcp = self.transport != "udp"
 
     def label(self) -> str:
         if self.impl:
@@ -248,6 +256,9 @@ class EchoconfRun:
                 continue
             if opt.echoconf_level and level not in opt.echoconf_level:
                 drop.append(item)
+                continue
+            if self.transport == "udp" and not cid.startswith("udp.") and not self.list_only:
+                drop.append(item)  # a UDP-only server: the TCP cases do not apply
                 continue
             bound = item.get_closest_marker("bound")
             if bound is not None:

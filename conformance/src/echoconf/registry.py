@@ -6,7 +6,8 @@ Schema (version 1):
     builtin = "echo-epoll"          # exactly one of builtin / command / target
     command = "{python} {conformance}/examples/asyncio_echo.py --port {port}"
     target = "127.0.0.1:7007"
-    capabilities = ["concurrent", "ipv6"]
+    capabilities = ["concurrent", "ipv6"]   # and "udp": it serves UDP echo too
+    transport = "udp"               # optional: tcp, udp or both (default: both with udp, else tcp)
     description = "..."             # optional
     [NAME.expected-failures]        # case id -> reason; a pass becomes XPASS = failure
     "robust.fd-setsize" = "select() cannot watch fds >= 1024; it closes them"
@@ -39,7 +40,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-CAPABILITIES = ("concurrent", "ipv6")
+CAPABILITIES = ("concurrent", "ipv6", "udp")
+TRANSPORTS = ("tcp", "udp", "both")
 HERE = Path(__file__).resolve().parent
 CONFORMANCE = HERE.parent.parent  # conformance/ in a checkout (src layout)
 # The registry with examples/ and realworld/ beside it: symlinks into conformance/ in a checkout,
@@ -58,6 +60,7 @@ class Implementation:
     command: str | None = None
     target: str | None = None
     capabilities: list[str] = field(default_factory=list)
+    transport: str = "tcp"  # what the run tests: "udp" and "both" imply the udp capability
     expected_failures: dict[str, str] = field(default_factory=dict)
     broken: bool = False
     must_fail: list[str] = field(default_factory=list)
@@ -167,8 +170,8 @@ def _entry(name: str, table: dict, broken: bool, registry_dir: Path) -> Implemen
     unknown = [c for c in caps if c not in CAPABILITIES]
     if unknown:
         raise RegistryError(f"{where}: unknown capabilities {unknown} (known: {list(CAPABILITIES)})")
-    allowed = {"builtin", "command", "target", "capabilities", "expected-failures", "description",
-               "must-fail", "judged-on", "fm"}
+    allowed = {"builtin", "command", "target", "capabilities", "transport", "expected-failures",
+               "description", "must-fail", "judged-on", "fm"}
     extra = set(table) - allowed
     if "may-fail" in extra:
         raise RegistryError(f"{where}: may-fail is not supported: a broken server fails exactly its "
@@ -181,8 +184,11 @@ def _entry(name: str, table: dict, broken: bool, registry_dir: Path) -> Implemen
     outside = [c for c in table.get("must-fail", []) if "judged-on" in table and c not in table["judged-on"]]
     if outside:
         raise RegistryError(f"{where}: must-fail cases {outside} are not among judged-on")
+    transport = table.get("transport", "both" if "udp" in caps else "tcp")
+    if transport not in TRANSPORTS:
+        raise RegistryError(f"{where}: transport must be one of {list(TRANSPORTS)}, got {transport!r}")
     impl = Implementation(
-        name=name, builtin=table.get("builtin"),
+        name=name, builtin=table.get("builtin"), transport=transport,
         command=expand(table["command"], registry_dir) if "command" in table else None,
         target=table.get("target"), capabilities=list(caps),
         expected_failures=dict(table.get("expected-failures", {})), broken=broken,

@@ -52,6 +52,7 @@ def build(run: "EchoconfRun", cases: list[dict[str, Any]], status: int) -> dict[
         "time_scale": getattr(run, "time_scale", None),
         "strict": run.strict,
         "capabilities": sorted(run.capabilities),
+        "transport": run.transport,
         "expected_failures": run.expected,
         "environment": environment(),
         "cases": cases,
@@ -85,7 +86,12 @@ def replay_hint(run: "EchoconfRun") -> str:
     scale = getattr(run, "time_scale", None) or {}
     # a measured scale varies from run to run: the replay pins the one this run used
     pinned = f" --time-scale {scale['value']:g}" if scale.get("value", 1.0) != 1.0 else ""
-    return (f"conformance/echoconf run {src} --profile {run.profile.name} --seed {run.seed}"
+    opt = run.config.option
+    # What the command line declared about the server (a registry entry declares its own).
+    declared = "".join([f" --capability {c}" for c in opt.echoconf_capability]
+                       + [f" --without {c}" for c in opt.echoconf_without]
+                       + ([f" --transport {opt.echoconf_transport}"] if opt.echoconf_transport else []))
+    return (f"conformance/echoconf run {src}{declared} --profile {run.profile.name} --seed {run.seed}"
             f"{hang}{strict}{pinned}")
 
 

@@ -128,7 +128,12 @@ class SharedServer:
         gen = incarnation(t)
         if self.unanswered == gen or t.death():
             return
-        if probe(t.addr, SETTLE_PROBE, t.factory()) is None:
+        if self.run.transport == "udp":
+            from . import udpclient
+
+            if udpclient.probe(t.addr, SETTLE_PROBE) is None:
+                return
+        elif probe(t.addr, SETTLE_PROBE, t.factory()) is None:
             return
         if t.death(grace=SETTLE_GRACE) is None:
             self.unanswered = gen

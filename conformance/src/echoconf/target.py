@@ -8,6 +8,7 @@ and stderr are captured by reader threads, its death is noticed and described
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import re
 import resource
@@ -20,7 +21,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from . import listeners, proctree
 from .client import Addr, SocketFactory, WorkMeter, can_connect, literal_family, resolve
@@ -90,6 +91,7 @@ class ServerSpec:
     announces: bool = False  # prints `listening ADDR PORT`, so port 0 can be used
     host: str = "127.0.0.1"
     label: str = ""
+    tcp: bool = True  # serves TCP (ready once it listens); False: UDP only (ready once bound)
 
     @classmethod
     def from_command(cls, command: str, host: str = "127.0.0.1") -> "ServerSpec":
@@ -105,11 +107,11 @@ class ServerSpec:
 
     def with_host(self, host: str) -> "ServerSpec":
         if not self.announces:
-            return ServerSpec(list(self.argv), self.announces, host, self.label)
+            return ServerSpec(list(self.argv), self.announces, host, self.label, self.tcp)
         argv = list(self.argv)
         if "--host" in argv:
             argv[argv.index("--host") + 1] = host
-        return ServerSpec(argv, True, host, self.label)
+        return ServerSpec(argv, True, host, self.label, self.tcp)
 
 
 @dataclass
@@ -366,8 +368,8 @@ class OwnedServer(Target):
             inst.addr = (host, aport)
         while not self._listening(inst):
             if proc.poll() is not None or time.monotonic() > deadline:
-                self._fail_start(inst, "did not accept connections within "
-                                 f"{READY_TIMEOUT:g} s")
+                self._fail_start(inst, ("did not accept connections" if self.spec.tcp else "did not bind its "
+                                        "UDP port") + f" within {READY_TIMEOUT:g} s")
             time.sleep(0.02)
         self.port = inst.port
         return inst
@@ -376,9 +378,11 @@ class OwnedServer(Target):
         """Whether the server listens at its address, read from the kernel's table of its
         network namespace: readiness never spends a client (see listeners.py). Only where
         the table cannot be read (a host name, /proc unreadable) does a connection tell."""
-        socks = listeners.of_pid(inst.proc.pid) if literal_family(inst.addr[0]) else None
+        socks = listeners.of_pid(inst.proc.pid, udp=not self.spec.tcp) if literal_family(inst.addr[0]) else None
         if socks is None:
-            return can_connect(inst.addr, 0.2, self._factory)
+            # A UDP-only server cannot be asked without spending a datagram: its bound socket
+            # is the only sign, and without the table it counts as ready.
+            return can_connect(inst.addr, 0.2, self._factory) if self.spec.tcp else True
         return listeners.accepts_on(socks, inst.addr[0], inst.addr[1])
 
     def _fail_start(self, inst: Instance, why: str) -> None:
@@ -528,15 +532,17 @@ def proc_stat(pid: int) -> dict[str, float]:
     return {"cpu": cpu, "rss": rss}
 
 
-def stop_briefly(pid: int, bound: float = 2.0) -> None:
-    """SIGSTOP `pid`, wait until the kernel reports it stopped (at most `bound` seconds), then
-    SIGCONT it. A SIGCONT sent before the stop took effect would cancel the stop; waiting a
-    fixed time instead would stop the process for as long as the sender sleeps, which on a
-    loaded machine can be long enough to look like an idle client to a server's timer."""
+@contextlib.contextmanager
+def stopped(pid: int, bound: float = 2.0) -> Iterator[None]:
+    """SIGSTOP `pid`, wait until the kernel reports it stopped (at most `bound` seconds), run
+    the block, then SIGCONT it. A SIGCONT sent before the stop took effect would cancel the
+    stop; waiting a fixed time instead would stop the process for as long as the sender sleeps,
+    which on a loaded machine can be long enough to look like an idle client to a server's timer."""
     try:
         os.kill(pid, signal.SIGSTOP)
     except ProcessLookupError:
-        return  # gone: the caller's liveness check says so
+        yield  # gone: the caller's liveness check says so
+        return
     try:
         end = time.monotonic() + bound
         while time.monotonic() < end:
@@ -544,15 +550,22 @@ def stop_briefly(pid: int, bound: float = 2.0) -> None:
                 with open(f"/proc/{pid}/stat") as f:
                     state = f.read().rsplit(")", 1)[1].split()[0]
             except (OSError, IndexError):
-                return  # gone: the caller's liveness check says so
+                break  # gone: the caller's liveness check says so
             if state in ("T", "t", "Z", "X"):
-                return
+                break
             time.sleep(0.001)
+        yield
     finally:
         try:
             os.kill(pid, signal.SIGCONT)
         except ProcessLookupError:
             pass
+
+
+def stop_briefly(pid: int, bound: float = 2.0) -> None:
+    """SIGSTOP and SIGCONT `pid`, the continue only once the stop took effect (`stopped`)."""
+    with stopped(pid, bound):
+        pass
 
 
 def runnable_ns(pid: int, *, waiting_only: bool = False) -> dict[str, int]:

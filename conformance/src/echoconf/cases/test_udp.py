@@ -1,0 +1,166 @@
+"""udp.*: RFC 862's UDP echo: "When a datagram is received, the data from it is sent back in an
+answering datagram." One answer per datagram, the same bytes, to the sender."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+
+from echoconf import client
+from echoconf.caselib import Ctx, case
+from echoconf.oracle import CaseFailure, fail
+from echoconf.steps import with_death
+from echoconf.target import Target, stopped
+from echoconf.udpclient import TRIES, Exchange, no_ports, udp_socket
+
+# Per try: loopback answers in microseconds, a slow path in its round trip (--time-scale).
+WAIT = 1.0
+# IPv4's largest UDP payload (65535 - 20 - 8); IPv6's is 65527 (65535 - 8).
+MAX4, MAX6 = 65507, 65527
+SENTINEL = b"<echoconf-udp-sentinel>"
+
+
+def _wait() -> float:
+    return WAIT * client.TIME_SCALE
+
+
+def _died(server: Target, e: CaseFailure) -> CaseFailure:
+    return with_death(server, e)
+
+
+def _wrong(payload: bytes, got: bytes, what: str) -> CaseFailure:
+    same = next((i for i, (a, b) in enumerate(zip(got, payload)) if a != b), min(len(got), len(payload)))
+    return CaseFailure(
+        f"{what}: a datagram of {len(payload)} bytes was answered with {len(got)} bytes"
+        + (f", which differ from byte {same} on" if same < min(len(got), len(payload)) else
+           (" (truncated)" if len(got) < len(payload) else " (more than was sent)"))
+        + ": the answer must carry exactly the request's data (RFC 862).",
+        size=len(payload), answered=len(got), first_difference=same)
+
+
+def _exact(server: Target, ex: Exchange, payload: bytes, what: str) -> None:
+    """One request, one answer with the same bytes, or a failure that says which."""
+    ok, tries = ex.ask(payload, _wait())
+    if ex.unasked:
+        raise _wrong(payload, ex.unasked[0], what)
+    if not ok:
+        raise _died(server, CaseFailure(
+            f"{what}: no answer to {tries} datagrams of {len(payload)} bytes sent {_wait():g} s apart "
+            "(RFC 862: each datagram is answered).", size=len(payload), tries=tries))
+
+
+@case("udp.sizes", "rfc862", f"datagrams of 1, 512, 1472, 1473, 8192 and {MAX4} bytes (and {MAX6} over "
+      "IPv6) are each answered by one datagram with the same bytes", needs=["udp"],
+      grade="must", why="RFC 862: the data of each datagram is sent back in an answering datagram")
+def test_udp_sizes(server: Target, ctx: Ctx) -> None:
+    sizes = [1, 512, 1472, 1473, 8192, MAX4]
+    if client.literal_family(server.addr[0]) == socket.AF_INET6:
+        sizes.append(MAX6)
+    with udp_socket(server.addr) as s:
+        ex = Exchange(s, server.addr)
+        for n in sizes:
+            _exact(server, ex, ctx.payload(n, "udp"), f"{n} bytes")
+
+
+@case("udp.empty", "rfc862", "a datagram of 0 bytes is answered by a datagram of 0 bytes", needs=["udp"],
+      grade="must", why="RFC 862 answers every datagram; an empty one carries empty data, and its answer "
+      "is how the client knows the server is there")
+def test_udp_empty(server: Target) -> None:
+    with udp_socket(server.addr) as s:
+        _exact(server, Exchange(s, server.addr), b"", "An empty datagram")
+
+
+@case("udp.one-answer", "rfc862", "24 datagrams of 1 to 4097 bytes, one after another: exactly one "
+      "answer each, no split, no duplicate, nothing else before a sentinel's answer", needs=["udp"],
+      grade="must", why="RFC 862: each datagram gets one answering datagram; a split or a copy invents data")
+def test_udp_one_answer(server: Target, ctx: Ctx) -> None:
+    rng = ctx.rng("sizes")
+    # Multiples of 1024 and their neighbours: a server that answers per buffer-full splits them.
+    sizes = [1, 100, 1023, 1024, 1025, 2048, 4095, 4096, 4097] + [rng.randrange(1, 4098) for _ in range(15)]
+    with udp_socket(server.addr) as s:
+        ex = Exchange(s, server.addr)
+        # The sentinel last: a server answers in order, so a duplicate or a piece of the last
+        # datagram arrives before the sentinel's own answer.
+        for i, payload in enumerate([ctx.payload(n, f"one/{i}") for i, n in enumerate(sizes)] + [SENTINEL]):
+            what = "The sentinel" if payload is SENTINEL else f"Datagram {i + 1} ({len(payload)} bytes)"
+            ok, tries = ex.ask(payload, _wait())
+            if ex.unasked:
+                extra = ex.unasked
+                if ok:
+                    fail(f"{what} was answered, and {len(extra)} more datagrams came that answer nothing "
+                         f"({', '.join(str(len(x)) for x in extra[:5])} bytes): each datagram must get exactly "
+                         "one answer, not a duplicate or one per piece (RFC 862).", extra=len(extra))
+                fail(f"{what} was answered with {len(extra[0])} bytes that are not its data: one answer "
+                     "per buffer-full, or another datagram's data.", size=len(payload), answered=len(extra[0]))
+            if not ok:
+                raise _died(server, CaseFailure(f"{what} got no answer in {tries} tries (RFC 862: each datagram "
+                                                "is answered).", size=len(payload)))
+
+
+@case("udp.clients", "rfc862", "8 clients send 5 distinct datagrams each, interleaved (an owned server is "
+      "stopped meanwhile, so all 40 wait in its buffer at once): each client gets exactly its own 5 answers",
+      needs=["udp"],
+      grade="must", why="RFC 862: the answer goes to the datagram's sender; another client's data is invented data")
+def test_udp_clients(server: Target, ctx: Ctx) -> None:
+    socks = [udp_socket(server.addr) for _ in range(8)]
+    try:
+        exs = [Exchange(s, server.addr) for s in socks]
+        mine = [[ctx.payload(64 + 8 * i + j, f"client/{i}/{j}") for j in range(5)] for i in range(8)]
+        waiting = [set(m) for m in mine]
+        for _ in range(TRIES):
+            # An owned server is stopped meanwhile, so that every run puts all of them in its
+            # socket buffer at once: whether a burst finds it busy is then not up to the
+            # scheduler (a server that discards what is queued fails on every run).
+            with stopped(server.pid) if server.observable else contextlib.nullcontext():
+                for j in range(5):
+                    for i, ex in enumerate(exs):
+                        if mine[i][j] in waiting[i]:
+                            ex.send(mine[i][j])
+            until = time.monotonic() + _wait()
+            for i, ex in enumerate(exs):
+                while waiting[i] and (got := ex.take(until)) is not None:
+                    waiting[i].discard(got)
+                if ex.unasked:
+                    got = ex.unasked[0]
+                    other = next((k for k, m in enumerate(mine) if got in m), None)
+                    fail(f"Client {i + 1} got a datagram of {len(got)} bytes that "
+                         + (f"client {other + 1} sent" if other is not None else "no client sent")
+                         + ": answers must go to the datagram's own sender (RFC 862).", client=i + 1)
+            if not any(waiting):
+                return
+        missing = sum(len(w) for w in waiting)
+        raise _died(server, CaseFailure(f"{missing} of 40 datagrams from 8 clients got no answer in {TRIES} "
+                                        "tries: the server does not answer every client.", missing=missing))
+    finally:
+        for s in socks:
+            s.close()
+
+
+@case("udp.unreachable", "derived", "clients that vanish before their answer (the answer meets a closed "
+      "port: ICMP port unreachable goes back to the server, confirmed by this host's UDP NoPorts count); then "
+      "a new client's datagram is answered", needs=["udp"],
+      grade="must", why="a client that leaves is routine for UDP: the error it causes must not stop the server")
+def test_udp_unreachable(server: Target, ctx: Ctx) -> None:
+    # A client that sends and closes at once is gone before the server, another process,
+    # answers; the answer then meets a closed port on this host, which sends the ICMP error
+    # back and counts it. Rounds go on until the count shows one (a server that answered
+    # each before its client closed has not been tested yet).
+    before = no_ports()
+    rounds = 0
+    while rounds < 8:
+        rounds += 1
+        for i in range(64):
+            with udp_socket(server.addr) as gone:
+                gone.sendto(ctx.payload(32, f"gone/{rounds}/{i}"), server.addr)
+        with udp_socket(server.addr) as s:
+            try:
+                _exact(server, Exchange(s, server.addr), ctx.payload(100, f"after/{rounds}"),
+                       f"After {64 * rounds} clients vanished before their answers")
+            except CaseFailure as e:
+                raise _died(server, e)
+        if before is None or (after := no_ports()) is None or after > before:
+            return
+    fail(f"Not one of {64 * rounds} answers met a closed port (this host's UDP NoPorts count did not "
+         "move): the server never answered a client that had gone, so this case could not test it.",
+         clients=64 * rounds)

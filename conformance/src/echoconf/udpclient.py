@@ -1,0 +1,110 @@
+"""UDP echo from the client's side (RFC 862's second service): datagrams out, answers in.
+
+A datagram may be lost on the way there or back without any fault of the server's, so a
+request that gets no answer within its deadline is sent again (up to `TRIES` times); an
+answer that is not owed to any request sent is never loss, and fails at once (`Exchange`).
+"""
+
+from __future__ import annotations
+
+import collections
+import socket
+import time
+
+from .client import Addr, literal_family
+
+TRIES = 3
+RCVBUF = 1 << 20
+
+
+def udp_socket(addr: Addr) -> socket.socket:
+    s = socket.socket(literal_family(addr[0]), socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, RCVBUF)
+    return s
+
+
+class Exchange:
+    """One client socket's requests and answers. Every request sent is owed one answer; a
+    request sent again (its answer was late, not lost) is owed one more, so a late answer to an
+    earlier request is never taken for a wrong or an extra one, on a loaded machine or a slow
+    path. An answer that matches nothing owed is `unasked`."""
+
+    def __init__(self, sock: socket.socket, addr: Addr) -> None:
+        self.sock = sock
+        self.addr = addr
+        self.owed: collections.Counter[bytes] = collections.Counter()
+        self.unasked: list[bytes] = []
+
+    def send(self, payload: bytes) -> None:
+        self.sock.sendto(payload, self.addr)
+        self.owed[payload] += 1
+
+    def take(self, until: float) -> bytes | None:
+        """The next answer that was owed (late ones included); None at `until`, or as soon as
+        an answer owed to nothing came (kept in `unasked`)."""
+        got = recv_until(self.sock, until)
+        if got is None:
+            return None
+        if self.owed[got[0]] > 0:
+            self.owed[got[0]] -= 1
+            return got[0]
+        self.unasked.append(got[0])
+        return None
+
+    def ask(self, payload: bytes, wait: float, tries: int = TRIES) -> tuple[bool, int]:
+        """Send `payload` until its own answer comes (at most `tries` times, `wait` seconds
+        each); late answers to earlier requests are taken on the way. Returns (answered, sent)."""
+        for sent in range(1, tries + 1):
+            self.send(payload)
+            until = time.monotonic() + wait
+            while (got := self.take(until)) is not None:
+                if got == payload:
+                    return True, sent
+            if self.unasked:
+                return False, sent  # a wrong answer: the caller says which
+        return False, tries
+
+
+def recv_until(sock: socket.socket, until: float) -> tuple[bytes, Addr] | None:
+    """One datagram, or None when `until` (monotonic) passes first."""
+    left = until - time.monotonic()
+    if left <= 0:
+        return None
+    sock.settimeout(left)
+    try:
+        data, src = sock.recvfrom(1 << 17)
+    except (socket.timeout, BlockingIOError):
+        return None
+    return data, src[:2]
+
+
+def no_ports() -> int | None:
+    """Datagrams this network namespace's kernel received for a port nobody had bound, over
+    IPv4 and IPv6 (/proc/net/snmp Udp NoPorts, /proc/net/snmp6 Udp6NoPorts): each one was
+    answered with an ICMP port unreachable. None when the counters cannot be read."""
+    total = 0
+    try:
+        with open("/proc/net/snmp") as f:
+            rows = [line.split() for line in f if line.startswith("Udp:")]
+        total += int(rows[1][rows[0].index("NoPorts")])
+        with open("/proc/net/snmp6") as f:
+            total += sum(int(v) for k, v in (line.split() for line in f if line.strip()) if k == "Udp6NoPorts")
+    except (OSError, IndexError, ValueError):
+        return None
+    return total
+
+
+def probe(addr: Addr, timeout: float = 1.0) -> str | None:
+    """The liveness probe of a UDP-only server: b"ping" answered with b"ping" within `timeout`
+    seconds (times the TIME_SCALE; two tries, a datagram may be lost). None when it passed,
+    else what happened."""
+    from . import client
+
+    wait = timeout * client.TIME_SCALE / 2
+    with udp_socket(addr) as s:
+        ex = Exchange(s, addr)
+        ok, _ = ex.ask(b"ping", wait, 2)
+    if ex.unasked:
+        return f"a datagram b\"ping\" was answered with {ex.unasked[0][:40]!r}"
+    return None if ok else f"a datagram b\"ping\" got no answer within {2 * wait:g} s"
