@@ -51,16 +51,33 @@ def verdicts(report_dir: Path) -> Verdicts:
     return out
 
 
+def _run(argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+    """Run a whole run in a session of its own: stopped (this tool interrupted or terminated),
+    everything it started goes with it, not only its first process."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, **kw)  # type: ignore[call-overload]
+    try:
+        out, err = proc.communicate()
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        raise
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
 def run_builtin_all(out: Path, profile: str) -> tuple[int, Path, str]:
-    proc = subprocess.run([sys.executable, str(ECHOCONF), "run", "--builtin", "all", "--profile", profile,
-                           "--report", str(out)], capture_output=True, text=True)
+    proc = _run([sys.executable, str(ECHOCONF), "run", "--builtin", "all", "--profile", profile,
+                 "--report", str(out)])
     return proc.returncode, out, proc.stdout[-2000:] + proc.stderr[-2000:]
 
 
 def run_meta(out: Path) -> tuple[int, Path, str]:
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp",
-                           str(out), str(CONFORMANCE / "tests" / "test_meta.py")],
-                          capture_output=True, text=True, cwd=REPO)
+    proc = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp",
+                 str(out), str(CONFORMANCE / "tests" / "test_meta.py")], cwd=REPO)
     return proc.returncode, out / "meta0", proc.stdout[-3000:] + proc.stderr[-1000:]
 
 
@@ -89,6 +106,8 @@ def main() -> int:
     p.add_argument("--hog", action="store_true", help="keep one core busy during the runs")
     p.add_argument("--keep", metavar="DIR", help="keep each run's reports in DIR/run-N")
     args = p.parse_args()
+    # SIGTERM as Ctrl-C: the hog and the run under way are ended on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="echoconf-det-"))
     base.mkdir(parents=True, exist_ok=True)  # pytest's --basetemp wants its parent to exist
     first: Verdicts | None = None
