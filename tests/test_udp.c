@@ -78,6 +78,10 @@ ssize_t __wrap_recvmsg(int fd, struct msghdr *m, int flags)
     pi.ipi_ifindex = 1;
     assert_true(m->msg_controllen >= CMSG_SPACE(sizeof(pi)));
     c = CMSG_FIRSTHDR(m);
+    if (c == NULL) {
+        fail_msg("no room for a control message");
+        return -1;
+    }
     c->cmsg_level = IPPROTO_IP;
     c->cmsg_type = IP_PKTINFO;
     c->cmsg_len = CMSG_LEN(sizeof(pi));
@@ -107,7 +111,10 @@ ssize_t __wrap_sendmsg(int fd, const struct msghdr *m, int flags)
     r->to_port = ntohs(to->sin_port);
     /* the reply names its source address: the one the datagram was sent to */
     c = CMSG_FIRSTHDR((struct msghdr *)m);
-    assert_non_null(c);
+    if (c == NULL) {
+        fail_msg("the reply names no source address");
+        return -1;
+    }
     assert_int_equal(c->cmsg_level, IPPROTO_IP);
     assert_int_equal(c->cmsg_type, IP_PKTINFO);
     memcpy(&pi, CMSG_DATA(c), sizeof(pi));
