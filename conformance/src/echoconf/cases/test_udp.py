@@ -7,6 +7,8 @@ import contextlib
 import socket
 import time
 
+import pytest
+
 from echoconf import client
 from echoconf.caselib import Ctx, case
 from echoconf.oracle import CaseFailure, fail
@@ -137,30 +139,28 @@ def test_udp_clients(server: Target, ctx: Ctx) -> None:
             s.close()
 
 
-@case("udp.unreachable", "derived", "clients that vanish before their answer (the answer meets a closed "
-      "port: ICMP port unreachable goes back to the server, confirmed by this host's UDP NoPorts count); then "
-      "a new client's datagram is answered", needs=["udp"],
+@case("udp.unreachable", "derived", "64 clients vanish before their answers (an owned server is stopped "
+      "meanwhile, so each answer meets a closed port: ICMP port unreachable goes back to it, confirmed by this "
+      "host's UDP NoPorts count); then a new client's datagram is answered", needs=["udp"],
       grade="must", why="a client that leaves is routine for UDP: the error it causes must not stop the server")
 def test_udp_unreachable(server: Target, ctx: Ctx) -> None:
-    # A client that sends and closes at once is gone before the server, another process,
-    # answers; the answer then meets a closed port on this host, which sends the ICMP error
-    # back and counts it. Rounds go on until the count shows one (a server that answered
-    # each before its client closed has not been tested yet).
+    # The answers must meet closed ports. An owned server is stopped while 64 clients send and
+    # close, so every answer finds its client gone, on every run; a server out of reach gets
+    # the same clients unstopped, and is answered so fast on an idle machine that the case
+    # may not get to test it: then it is skipped, never failed, for want of a test.
     before = no_ports()
-    rounds = 0
-    while rounds < 8:
-        rounds += 1
+    hold = stopped(server.pid) if server.observable else contextlib.nullcontext()
+    with hold:
         for i in range(64):
             with udp_socket(server.addr) as gone:
-                gone.sendto(ctx.payload(32, f"gone/{rounds}/{i}"), server.addr)
-        with udp_socket(server.addr) as s:
-            try:
-                _exact(server, Exchange(s, server.addr), ctx.payload(100, f"after/{rounds}"),
-                       f"After {64 * rounds} clients vanished before their answers")
-            except CaseFailure as e:
-                raise _died(server, e)
-        if before is None or (after := no_ports()) is None or after > before:
-            return
-    fail(f"Not one of {64 * rounds} answers met a closed port (this host's UDP NoPorts count did not "
-         "move): the server never answered a client that had gone, so this case could not test it.",
-         clients=64 * rounds)
+                gone.sendto(ctx.payload(32, f"gone/{i}"), server.addr)
+    with udp_socket(server.addr) as s:
+        try:
+            _exact(server, Exchange(s, server.addr), ctx.payload(100, "after"),
+                   "After 64 clients vanished before their answers")
+        except CaseFailure as e:
+            raise _died(server, e)
+    after = no_ports()
+    if before is not None and after is not None and after == before:
+        pytest.skip("no answer met a closed port (this host's UDP NoPorts count did not move): the server "
+                    "answered each client before it left, so this case could not test it")
