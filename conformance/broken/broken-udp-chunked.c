@@ -17,15 +17,14 @@ int main(int argc, char **argv)
 	int fd = udp_bind(&opt);
 	static char buf[65536];
 	for (;;) {
-		struct sockaddr_storage peer;
-		socklen_t len = sizeof peer;
-		ssize_t n = recvfrom(fd, buf, sizeof buf, 0, (struct sockaddr *)&peer, &len);
-		if (n < 0)
+		struct datagram d;
+		ssize_t n = udp_receive(fd, buf, sizeof buf, &d);
+		if (n < 0 || udp_from_amplifier(&d))
 			continue;
 		size_t off = 0;
 		do {
 			size_t piece = (size_t)n - off < PIECE ? (size_t)n - off : PIECE;
-			(void)sendto(fd, buf + off, piece, 0, (struct sockaddr *)&peer, len);
+			(void)udp_answer(fd, buf + off, piece, &d);
 			off += piece;
 		} while (off < (size_t)n);
 	}

@@ -17,18 +17,20 @@ int main(int argc, char **argv)
 	exit_on_signals();
 	int fd = udp_bind(&opt);
 	static char buf[65536];
-	struct sockaddr_storage client;
-	socklen_t client_len = 0;
+	struct datagram client;
+	bool have_client = false;
 	for (;;) {
-		struct sockaddr_storage peer;
-		socklen_t len = sizeof peer;
-		ssize_t n = recvfrom(fd, buf, sizeof buf, 0, (struct sockaddr *)&peer, &len);
-		if (n < 0)
+		struct datagram d;
+		ssize_t n = udp_receive(fd, buf, sizeof buf, &d);
+		if (n < 0 || udp_from_amplifier(&d))
 			continue;
-		if (client_len == 0) {
-			client = peer;
-			client_len = len;
+		if (!have_client) {
+			client = d;
+			have_client = true;
 		}
-		(void)sendto(fd, buf, (size_t)n, 0, (struct sockaddr *)&client, client_len);
+		/* From where this datagram was sent, to the first client. */
+		memcpy(client.ctl, d.ctl, sizeof d.ctl);
+		client.ctl_len = d.ctl_len;
+		(void)udp_answer(fd, buf, (size_t)n, &client);
 	}
 }

@@ -28,11 +28,11 @@ int main(int argc, char **argv)
 		die("setsockopt RECVERR");
 	static char buf[65536];
 	for (;;) {
-		struct sockaddr_storage peer;
-		socklen_t len = sizeof peer;
-		ssize_t n = recvfrom(fd, buf, sizeof buf, 0, (struct sockaddr *)&peer, &len);
+		struct datagram d;
+		ssize_t n = udp_receive(fd, buf, sizeof buf, &d);
 		if (n < 0)
-			die("recvfrom");
-		(void)sendto(fd, buf, (size_t)n, 0, (struct sockaddr *)&peer, len);
+			die("recvmsg");
+		if (!udp_from_amplifier(&d))
+			(void)udp_answer(fd, buf, (size_t)n, &d);
 	}
 }

@@ -16,11 +16,10 @@ int main(int argc, char **argv)
 	int fd = udp_bind(&opt);
 	for (;;) {
 		char buf[1024];
-		struct sockaddr_storage peer;
-		socklen_t len = sizeof peer;
-		ssize_t n = recvfrom(fd, buf, sizeof buf, 0, (struct sockaddr *)&peer, &len);
-		if (n < 0)
+		struct datagram d;
+		ssize_t n = udp_receive(fd, buf, sizeof buf, &d);
+		if (n < 0 || udp_from_amplifier(&d))
 			continue;
-		(void)sendto(fd, buf, (size_t)n, 0, (struct sockaddr *)&peer, len);
+		(void)udp_answer(fd, buf, (size_t)n, &d);
 	}
 }

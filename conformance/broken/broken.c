@@ -133,10 +133,80 @@ int listen_on(const struct options *opt)
 int udp_bind(const struct options *opt)
 {
 	int fd = bind_socket(opt, SOCK_DGRAM);
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof ss;
+	int on = 1;
 
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+		die("getsockname");
+	/* IPV6_RECVPKTINFO covers the IPv4 datagrams of a dual-stack socket too. */
+	if (ss.ss_family == AF_INET6 ?
+		    setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof on) < 0 :
+		    setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof on) < 0)
+		die("setsockopt PKTINFO");
 	set_blocking(fd, true);
 	announce(fd, NULL);
 	return fd;
+}
+
+ssize_t udp_receive(int fd, void *buf, size_t size, struct datagram *d)
+{
+	struct iovec iov = { .iov_base = buf, .iov_len = size };
+	_Alignas(struct cmsghdr) unsigned char ctl[128];
+	struct msghdr m = { .msg_name = &d->peer, .msg_namelen = sizeof d->peer,
+			    .msg_iov = &iov, .msg_iovlen = 1,
+			    .msg_control = ctl, .msg_controllen = sizeof ctl };
+	ssize_t n = recvmsg(fd, &m, 0);
+
+	if (n < 0)
+		return -1;
+	d->peer_len = m.msg_namelen;
+	d->ctl_len = 0;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c != NULL; c = CMSG_NXTHDR(&m, c)) {
+		struct cmsghdr *out = (struct cmsghdr *)(void *)d->ctl;
+
+		if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+			struct in_pktinfo pi;
+
+			memcpy(&pi, CMSG_DATA(c), sizeof pi);
+			pi.ipi_spec_dst = pi.ipi_addr;
+			pi.ipi_ifindex = 0;
+			out->cmsg_level = IPPROTO_IP;
+			out->cmsg_type = IP_PKTINFO;
+			out->cmsg_len = CMSG_LEN(sizeof pi);
+			memcpy(CMSG_DATA(out), &pi, sizeof pi);
+			d->ctl_len = CMSG_SPACE(sizeof pi);
+		} else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+			out->cmsg_level = IPPROTO_IPV6;
+			out->cmsg_type = IPV6_PKTINFO;
+			out->cmsg_len = CMSG_LEN(sizeof(struct in6_pktinfo));
+			memcpy(CMSG_DATA(out), CMSG_DATA(c), sizeof(struct in6_pktinfo));
+			d->ctl_len = CMSG_SPACE(sizeof(struct in6_pktinfo));
+		}
+	}
+	return n;
+}
+
+ssize_t udp_answer(int fd, const void *buf, size_t n, const struct datagram *d)
+{
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = n };
+	struct msghdr m = { .msg_name = (void *)&d->peer, .msg_namelen = d->peer_len,
+			    .msg_iov = &iov, .msg_iovlen = 1 };
+
+	if (d->ctl_len > 0) {
+		m.msg_control = (void *)d->ctl;
+		m.msg_controllen = d->ctl_len;
+	}
+	return sendmsg(fd, &m, 0);
+}
+
+bool udp_from_amplifier(const struct datagram *d)
+{
+	unsigned port = ntohs(d->peer.ss_family == AF_INET6 ?
+				      ((const struct sockaddr_in6 *)&d->peer)->sin6_port :
+				      ((const struct sockaddr_in *)&d->peer)->sin_port);
+
+	return port == 0 || port == 7 || port == 13 || port == 19 || port == 37;
 }
 
 void announce(int lfd, const char *shown_host)

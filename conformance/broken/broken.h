@@ -38,8 +38,29 @@ void parse_options(int argc, char **argv, struct options *opt);
 int listen_on(const struct options *opt);
 
 /* A blocking UDP socket on opt->host:opt->port (dual-stack for "::"), for the UDP echo
- * servers; prints the ready line. */
+ * servers, that reports each datagram's destination address; prints the ready line. */
 int udp_bind(const struct options *opt);
+
+/* A datagram's sender, and the control message that makes its answer leave from the
+ * address the datagram was sent to (a wildcard socket on a host with several addresses
+ * would otherwise answer from whichever address the route prefers). */
+struct datagram {
+	struct sockaddr_storage peer;
+	socklen_t peer_len;
+	_Alignas(struct cmsghdr) unsigned char ctl[64];
+	size_t ctl_len;
+};
+
+/* recvfrom() that also fills d; -1 with errno as recvfrom(). A truncated datagram
+ * (bigger than size) is returned cut, as recvfrom() does: that is the caller's bug. */
+ssize_t udp_receive(int fd, void *buf, size_t size, struct datagram *d);
+
+/* sendto() d's sender from the address the datagram was sent to. */
+ssize_t udp_answer(int fd, const void *buf, size_t n, const struct datagram *d);
+
+/* Whether d came from a port whose service answers anything (0, echo 7, daytime 13,
+ * chargen 19, time 37): answering it starts a loop between two servers. */
+bool udp_from_amplifier(const struct datagram *d);
 
 /* Prints "listening ADDR PORT" for a bound socket and flushes stdout. */
 void announce(int lfd, const char *shown_host);

@@ -25,7 +25,8 @@ partial.tiny-buffers close.half-close-flush close.half-close-eof close.no-early-
 close.reset-pending close.connect-close close.connect-reset close.vanish-while-writing
 robust.stalled-reader robust.bounded-memory robust.no-busy-loop robust.fd-leak robust.fd-exhaustion
 robust.fd-exhaustion-prompt robust.fd-setsize robust.eintr robust.restart-rebind robust.ipv6 state.machine
-udp.sizes udp.empty udp.one-answer udp.clients udp.unreachable
+udp.sizes udp.empty udp.one-answer udp.clients udp.unreachable udp.burst udp.reply-source
+udp.loop-safety udp.ipv6
 docker.nofile-exhaustion docker.pause-resume docker.disconnect-reconnect docker.kill-restart docker.alive""".split()
 
 

@@ -349,18 +349,20 @@ def test_reference_image_passes_the_observed_cases(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------
 # The cases that start private instances of the server (fixture fresh_server) start the image
 # again under --image (fresh_container.py): limits, signals, a kill and restart in the same
-# network namespace, tiny buffers, a dual-stack network, descriptors held by echoconf-hold-fds.
+# network namespace, tiny buffers, a dual-stack network, descriptors held by echoconf-hold-fds,
+# a second address in the instance's network namespace.
 # The reference image passes them all; every broken server's image fails them as locally
 # (test_image_parity.py).
 
 PRIVATE = ["robust.fd-exhaustion", "robust.fd-exhaustion-prompt", "robust.fd-setsize", "robust.eintr",
-           "robust.restart-rebind", "partial.tiny-buffers", "robust.ipv6"]
+           "robust.restart-rebind", "partial.tiny-buffers", "robust.ipv6", "udp.ipv6", "udp.reply-source"]
 
 
 def _private_run(image: str, out: Path, cases: list[str], *extra: str,
                  env_profile: str = "default") -> tuple[subprocess.CompletedProcess, dict]:
     argv = ["run", "--image", image, "--port", "7", "--profile", "quick", "--capability", "concurrent",
-            "--capability", "ipv6", "--env-profile", env_profile, "--report", str(out), *extra]
+            "--capability", "ipv6", "--capability", "udp", "--env-profile", env_profile, "--report", str(out),
+            *extra]
     for c in cases:
         argv += ["--case", c]
     p = run(*argv, timeout=300)

@@ -34,11 +34,13 @@ class Fresh:
     case kills it and starts it again on the same address, in the same network namespace (a
     container then needs a second one that keeps the namespace; a local process has it).
     `ahead`: it may be started before the case (under --image, in the background); False for a
-    case that times the instance's start against its restart, under the same load."""
+    case that times the instance's start against its restart, under the same load.
+    `addresses`: more addresses on the loopback of its network namespace (one of its own)."""
 
     hold_fds: int = 0
     host: str | None = None
     sysctls: tuple[tuple[str, str], ...] = ()
+    addresses: tuple[str, ...] = ()
     client_buffers: int | None = None
     restarts: bool = False
     ahead: bool = True

@@ -4,6 +4,7 @@ Loaded by the echoconf plugin (its `pytest_plugins`)."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -52,7 +53,7 @@ def parked(request: pytest.FixtureRequest, server: Target) -> Any:
 
 
 @pytest.fixture
-def fresh_server(request: pytest.FixtureRequest) -> Iterator[Callable[[], OwnedServer]]:
+def fresh_server(request: pytest.FixtureRequest) -> Iterator[Callable[..., OwnedServer]]:
     """Start private server instances for cases that perturb the process (signals,
     limits, kills): the one the case declares (`case(fresh=...)`), or a plain one; each is
     stopped at the end of the case."""
@@ -64,28 +65,30 @@ def fresh_server(request: pytest.FixtureRequest) -> Iterator[Callable[[], OwnedS
     namespaces: list[NetNS] = []
     inst = declared_instance(request.node) or Fresh()
 
-    def start() -> OwnedServer:
+    def start(host: str | None = None) -> OwnedServer:
+        """`host`: listen there instead of where the case's declaration says."""
+        inst_ = dataclasses.replace(inst, host=host) if host else inst
         if run.private is not None:
             from .fresh_container import CannotRun
 
             try:
-                srv: Any = run.private.start(inst)
+                srv: Any = run.private.start(inst_)
             except CannotRun as e:
                 pytest.skip(f"cannot run here: {e}")
             started.append(srv)
             return srv
         assert run.spec is not None
         wrap = ns_factory = None
-        if inst.sysctls:
+        if inst_.sysctls or inst_.addresses:
             try:
-                ns = NetNS(inst.sysctl_map).__enter__()
+                ns = NetNS(inst_.sysctl_map, inst_.addresses).__enter__()
             except NetnsUnavailable as e:
                 pytest.skip(f"could not give the server a network namespace with "
-                            f"{', '.join(inst.sysctl_map)}: {e}")
+                            f"{', '.join([*inst_.sysctl_map, *inst_.addresses])}: {e}")
             namespaces.append(ns)
             wrap, ns_factory = ns.wrap, ns.socket
-        spec = run.spec.with_host(inst.host) if inst.host else run.spec
-        srv = OwnedServer(spec, hold_fds=inst.hold_fds, wrap=wrap, factory=ns_factory)
+        spec = run.spec.with_host(inst_.host) if inst_.host else run.spec
+        srv = OwnedServer(spec, hold_fds=inst_.hold_fds, wrap=wrap, factory=ns_factory)
         started.append(srv)
         srv.ensure_running()
         return srv

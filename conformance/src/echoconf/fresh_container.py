@@ -15,6 +15,8 @@ and environment profile), on an internal network of this harness's own `lab.Lab`
   cost);
 - partial.tiny-buffers gives the instance's network namespace tcp_wmem/tcp_rmem of 4 KiB;
 - robust.ipv6 puts the instance on a dual-stack network;
+- udp.reply-source adds an address to the loopback of the instance's network namespace (with
+  nsenter, as this host's root);
 - robust.fd-setsize runs the image's entrypoint under echoconf-hold-fds (a static binary,
   bind-mounted), which holds 1016 descriptors open and execs it in place.
 """
@@ -210,7 +212,16 @@ class FreshContainers:
         queued = self._ready.get(inst)
         srv = queued.pop(0).result() if queued else launch(self._lab_here(), self.template, inst)
         factory = tiny_buffers_factory(inst.client_buffers) if inst.client_buffers else None
-        return FreshContainer(srv, self.template, factory, retire=self._retire)
+        fresh = FreshContainer(srv, self.template, factory, retire=self._retire)
+        if inst.addresses:
+            from .netns import NetnsUnavailable, add_addresses
+
+            try:
+                add_addresses(fresh.pid, inst.addresses)
+            except NetnsUnavailable as e:
+                fresh.stop()
+                raise CannotRun(f"could not add {', '.join(inst.addresses)} to the server's network: {e}") from None
+        return fresh
 
     def close(self) -> None:
         """Stop the prepared instances no case took (their cases were skipped), then remove

@@ -1,4 +1,4 @@
-"""The kernel's table of listening TCP sockets, read without connecting.
+"""The kernel's tables of listening TCP and bound UDP sockets, read without connecting.
 
 Readiness must not spend a client: a server that exits after its first client (or counts
 them) would otherwise have that client taken by "is it up yet?". So whether a server listens
@@ -59,3 +59,26 @@ def accepts_on(socks: list[tuple[str, int]], address: str, port: int) -> bool:
     dual-stack (the Linux default; /proc does not show IPV6_V6ONLY)."""
     wild = ("::", address) if ":" in address else ("0.0.0.0", "::", address, f"::ffff:{address}")
     return any(p == port and a in wild for a, p in socks)
+
+
+def udp_drops(pid: int | str, port: int) -> int | None:
+    """Datagrams the kernel dropped (receive buffer full, memory) on the UDP sockets bound to
+    `port` in the network namespace of process `pid` ("self": this one): the last column of
+    /proc/PID/net/udp{,6}. None when the table cannot be read or has no such socket."""
+    total, seen = 0, False
+    for proto in ("udp", "udp6"):
+        try:
+            text = Path(f"/proc/{pid}/net/{proto}").read_text()
+        except OSError:
+            continue
+        for line in text.splitlines()[1:]:
+            f = line.split()
+            if len(f) < 13 or ":" not in f[1]:
+                continue
+            try:
+                if int(f[1].rsplit(":", 1)[1], 16) == port:
+                    total += int(f[-1])
+                    seen = True
+            except ValueError:
+                continue
+    return total if seen else None

@@ -1,8 +1,11 @@
-"""Network namespaces for cases that need kernel settings of their own (tiny socket buffers).
+"""Network namespaces for cases that need kernel settings of their own (tiny socket buffers)
+or addresses of their own (a second local address).
 
 The server runs under `ip netns exec NS`; the harness creates its client sockets inside
 the namespace by switching only the calling thread with setns(2) and back. A socket
 stays in the namespace it was created in, so nothing else in the harness is affected.
+The same works for any process's namespace this host can see (`socket_in`, `add_addresses`):
+a server container's, for example.
 """
 
 from __future__ import annotations
@@ -71,9 +74,10 @@ def cleanup_stale() -> list[str]:
 
 
 class NetNS:
-    """A throwaway network namespace with loopback up. Use as a context manager."""
+    """A throwaway network namespace with loopback up, `sysctls` set and `addresses` added to
+    its loopback. Use as a context manager."""
 
-    def __init__(self, sysctls: dict[str, str] | None = None) -> None:
+    def __init__(self, sysctls: dict[str, str] | None = None, addresses: tuple[str, ...] = ()) -> None:
         global _swept
         if os.geteuid() != 0:
             raise NetnsUnavailable("network namespaces need root")
@@ -84,6 +88,7 @@ class NetNS:
             cleanup_stale()
         self.name = f"echoconf-{os.getpid()}-{next(_counter)}"
         self.sysctls = sysctls or {}
+        self.addresses = addresses
         self._created = False
 
     def __enter__(self) -> "NetNS":
@@ -93,6 +98,8 @@ class NetNS:
             _run("ip", "-n", self.name, "link", "set", "lo", "up")
             for key, value in self.sysctls.items():
                 _run("ip", "netns", "exec", self.name, "sysctl", "-q", "-w", f"{key}={value}")
+            for addr in self.addresses:
+                _run("ip", "-n", self.name, *_addr_add(addr))
         except BaseException:
             self.delete()
             raise
@@ -110,17 +117,48 @@ class NetNS:
         """`ip netns exec` execs the command, so the pid stays the server's."""
         return ["ip", "netns", "exec", self.name, *argv]
 
-    def socket(self, family: int) -> socket.socket:
-        """A TCP socket that lives in this namespace."""
-        with _lock:
-            own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-            target = os.open(f"{NETNS_DIR}/{self.name}", os.O_RDONLY)
+    def socket(self, family: int, kind: int = socket.SOCK_STREAM) -> socket.socket:
+        """A socket (TCP unless `kind` says otherwise) that lives in this namespace."""
+        return _socket_at(f"{NETNS_DIR}/{self.name}", family, kind)
+
+
+def _addr_add(addr: str) -> list[str]:
+    """`ip addr add` arguments for one more address on loopback: a host address (/32, /128),
+    IPv6 without duplicate address detection, so that it is usable at once."""
+    if ":" in addr:
+        return ["-6", "addr", "add", f"{addr}/128", "dev", "lo", "nodad"]
+    return ["addr", "add", f"{addr}/32", "dev", "lo"]
+
+
+def _socket_at(ns_path: str, family: int, kind: int) -> socket.socket:
+    with _lock:
+        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        try:
+            target = os.open(ns_path, os.O_RDONLY)
+        except OSError:
+            os.close(own)
+            raise
+        try:
+            _setns(target)
             try:
-                _setns(target)
-                try:
-                    return socket.socket(family, socket.SOCK_STREAM)
-                finally:
-                    _setns(own)
+                return socket.socket(family, kind)
             finally:
-                os.close(target)
-                os.close(own)
+                _setns(own)
+        finally:
+            os.close(target)
+            os.close(own)
+
+
+def socket_in(pid: int, family: int, kind: int = socket.SOCK_DGRAM) -> socket.socket:
+    """A socket in the network namespace of process `pid` (needs root): a client there reaches
+    the server's own loopback addresses, whatever namespace the server runs in."""
+    return _socket_at(f"/proc/{pid}/ns/net", family, kind)
+
+
+def add_addresses(pid: int, addresses: tuple[str, ...]) -> None:
+    """Add `addresses` to the loopback of process `pid`'s network namespace (a private server
+    container's: the namespace goes with it). NetnsUnavailable when that cannot be done."""
+    if shutil.which("nsenter") is None or shutil.which("ip") is None:
+        raise NetnsUnavailable("adding an address needs nsenter (util-linux) and ip (iproute2)")
+    for addr in addresses:
+        _run("nsenter", f"--net=/proc/{pid}/ns/net", "ip", *_addr_add(addr))

@@ -35,6 +35,7 @@ class Exchange:
         self.addr = addr
         self.owed: collections.Counter[bytes] = collections.Counter()
         self.unasked: list[bytes] = []
+        self.source: Addr | None = None  # where the last owed answer came from
 
     def send(self, payload: bytes) -> None:
         self.sock.sendto(payload, self.addr)
@@ -48,6 +49,7 @@ class Exchange:
             return None
         if self.owed[got[0]] > 0:
             self.owed[got[0]] -= 1
+            self.source = got[1]
             return got[0]
         self.unasked.append(got[0])
         return None

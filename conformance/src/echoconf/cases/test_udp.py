@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from echoconf import client
+from echoconf import client, listeners
 from echoconf.caselib import Ctx, case
 from echoconf.oracle import CaseFailure, fail
 from echoconf.steps import with_death
@@ -41,7 +41,7 @@ def _wrong(payload: bytes, got: bytes, what: str) -> CaseFailure:
         size=len(payload), answered=len(got), first_difference=same)
 
 
-def _exact(server: Target, ex: Exchange, payload: bytes, what: str) -> None:
+def exact(server: Target, ex: Exchange, payload: bytes, what: str) -> None:
     """One request, one answer with the same bytes, or a failure that says which."""
     ok, tries = ex.ask(payload, _wait())
     if ex.unasked:
@@ -62,7 +62,7 @@ def test_udp_sizes(server: Target, ctx: Ctx) -> None:
     with udp_socket(server.addr) as s:
         ex = Exchange(s, server.addr)
         for n in sizes:
-            _exact(server, ex, ctx.payload(n, "udp"), f"{n} bytes")
+            exact(server, ex, ctx.payload(n, "udp"), f"{n} bytes")
 
 
 @case("udp.empty", "rfc862", "a datagram of 0 bytes is answered by a datagram of 0 bytes", needs=["udp"],
@@ -70,7 +70,7 @@ def test_udp_sizes(server: Target, ctx: Ctx) -> None:
       "is how the client knows the server is there")
 def test_udp_empty(server: Target) -> None:
     with udp_socket(server.addr) as s:
-        _exact(server, Exchange(s, server.addr), b"", "An empty datagram")
+        exact(server, Exchange(s, server.addr), b"", "An empty datagram")
 
 
 @case("udp.one-answer", "rfc862", "24 datagrams of 1 to 4097 bytes, one after another: exactly one "
@@ -156,7 +156,7 @@ def test_udp_unreachable(server: Target, ctx: Ctx) -> None:
                 gone.sendto(ctx.payload(32, f"gone/{i}"), server.addr)
     with udp_socket(server.addr) as s:
         try:
-            _exact(server, Exchange(s, server.addr), ctx.payload(100, "after"),
+            exact(server, Exchange(s, server.addr), ctx.payload(100, "after"),
                    "After 64 clients vanished before their answers")
         except CaseFailure as e:
             raise _died(server, e)
@@ -164,3 +164,54 @@ def test_udp_unreachable(server: Target, ctx: Ctx) -> None:
     if before is not None and after is not None and after == before:
         pytest.skip("no answer met a closed port (this host's UDP NoPorts count did not move): the server "
                     "answered each client before it left, so this case could not test it")
+
+
+BURST, BURST_SIZE = 64, 512
+
+
+@case("udp.burst", "rfc862", f"{BURST} datagrams of {BURST_SIZE} bytes from one client at once (an owned server is "
+      "stopped meanwhile, so all wait in its socket buffer): every one is answered, unless the kernel's own "
+      "drop counters account for it", needs=["udp"],
+      grade="must", why="RFC 862: each datagram is answered; a server that reads one per wakeup, or discards "
+      "what was queued while it answered, loses datagrams the kernel delivered")
+def test_udp_burst(server: Target, ctx: Ctx) -> None:
+    payloads = [ctx.payload(BURST_SIZE, f"burst/{i}") for i in range(BURST)]
+    with udp_socket(server.addr) as s:
+        ex = Exchange(s, server.addr)
+        mine = s.getsockname()[1]
+        own_before = listeners.udp_drops("self", mine) or 0
+        srv_before = listeners.udp_drops(server.pid, server.addr[1]) if server.observable else None
+        # Stopped, the server meets the burst as one queue on every run; a server out of reach
+        # gets it as fast as this side sends, and whatever it misses is sent again (TRIES).
+        with stopped(server.pid) if server.observable else contextlib.nullcontext():
+            for p in payloads:
+                ex.send(p)
+        waiting = set(payloads)
+        tries = 1 if server.observable else TRIES
+        for attempt in range(tries):
+            if attempt:
+                for p in waiting:
+                    ex.send(p)
+            until = time.monotonic() + _wait()
+            while waiting and (got := ex.take(until)) is not None:
+                waiting.discard(got)
+            if ex.unasked:
+                fail(f"In a burst of {BURST} datagrams of {BURST_SIZE} bytes, an answer of {len(ex.unasked[0])} bytes "
+                     "carries data no datagram of it had: each answer must carry exactly its request's data "
+                     "(RFC 862).", answered=len(ex.unasked[0]))
+            if not waiting:
+                return
+        own = (listeners.udp_drops("self", mine) or 0) - own_before
+        srv_after = listeners.udp_drops(server.pid, server.addr[1]) if server.observable else None
+        srv = srv_after - srv_before if srv_after is not None and srv_before is not None else None
+        if srv is not None and own + srv >= len(waiting):
+            pytest.skip(f"{len(waiting)} of {BURST} datagrams got no answer, and the kernel dropped {srv} at the "
+                        f"server's socket and {own} at this client's (buffers full): this host cannot give the "
+                        "case the burst it needs")
+        kernel = (f"; the kernel dropped {srv} at the server's socket and {own} at the client's, so the server "
+                  "lost the rest" if srv is not None else "")
+        raise _died(server, CaseFailure(
+            f"{len(waiting)} of {BURST} datagrams of {BURST_SIZE} bytes sent at once got no answer"
+            + (f" in {tries} tries" if tries > 1 else "") + kernel
+            + ": each datagram must be answered (RFC 862), however many wait.", missing=len(waiting),
+            kernel_drops=srv))
