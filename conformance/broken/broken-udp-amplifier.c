@@ -10,19 +10,14 @@
  */
 #include "broken.h"
 
+static void answer(int fd, char *buf, ssize_t n, const struct datagram *d)
+{
+	/* The bug: no udp_from_amplifier(d) check. */
+	if (n >= 0)
+		(void)udp_answer(fd, buf, (size_t)n, d);
+}
+
 int main(int argc, char **argv)
 {
-	struct options opt;
-	parse_options(argc, argv, &opt);
-	exit_on_signals();
-	int fd = udp_bind(&opt);
-	static char buf[65536];
-	for (;;) {
-		struct datagram d;
-		ssize_t n = udp_receive(fd, buf, sizeof buf, &d);
-		if (n < 0)
-			continue;
-		/* The bug: no udp_from_amplifier(&d) check. */
-		(void)udp_answer(fd, buf, (size_t)n, &d);
-	}
+	udp_serve(argc, argv, &(struct udp_server){ .recv_size = 65536, .answer = answer });
 }

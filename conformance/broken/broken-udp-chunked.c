@@ -9,23 +9,20 @@
 
 #define PIECE 1024
 
+static void answer(int fd, char *buf, ssize_t n, const struct datagram *d)
+{
+	if (n < 0 || udp_from_amplifier(d))
+		return;
+	/* The bug: written out as a stream would be, a piece at a time. */
+	size_t off = 0;
+	do {
+		size_t piece = (size_t)n - off < PIECE ? (size_t)n - off : PIECE;
+		(void)udp_answer(fd, buf + off, piece, d);
+		off += piece;
+	} while (off < (size_t)n);
+}
+
 int main(int argc, char **argv)
 {
-	struct options opt;
-	parse_options(argc, argv, &opt);
-	exit_on_signals();
-	int fd = udp_bind(&opt);
-	static char buf[65536];
-	for (;;) {
-		struct datagram d;
-		ssize_t n = udp_receive(fd, buf, sizeof buf, &d);
-		if (n < 0 || udp_from_amplifier(&d))
-			continue;
-		size_t off = 0;
-		do {
-			size_t piece = (size_t)n - off < PIECE ? (size_t)n - off : PIECE;
-			(void)udp_answer(fd, buf + off, piece, &d);
-			off += piece;
-		} while (off < (size_t)n);
-	}
+	udp_serve(argc, argv, &(struct udp_server){ .recv_size = 65536, .answer = answer });
 }

@@ -10,27 +10,25 @@
  */
 #include "broken.h"
 
+static void answer(int fd, char *buf, ssize_t n, const struct datagram *d)
+{
+	static struct datagram client;
+	static bool have_client;
+
+	if (n < 0 || udp_from_amplifier(d))
+		return;
+	/* The bug: "the client" is whoever came first. */
+	if (!have_client) {
+		client = *d;
+		have_client = true;
+	}
+	/* From where this datagram was sent, to the first client. */
+	memcpy(client.ctl, d->ctl, sizeof d->ctl);
+	client.ctl_len = d->ctl_len;
+	(void)udp_answer(fd, buf, (size_t)n, &client);
+}
+
 int main(int argc, char **argv)
 {
-	struct options opt;
-	parse_options(argc, argv, &opt);
-	exit_on_signals();
-	int fd = udp_bind(&opt);
-	static char buf[65536];
-	struct datagram client;
-	bool have_client = false;
-	for (;;) {
-		struct datagram d;
-		ssize_t n = udp_receive(fd, buf, sizeof buf, &d);
-		if (n < 0 || udp_from_amplifier(&d))
-			continue;
-		if (!have_client) {
-			client = d;
-			have_client = true;
-		}
-		/* From where this datagram was sent, to the first client. */
-		memcpy(client.ctl, d.ctl, sizeof d.ctl);
-		client.ctl_len = d.ctl_len;
-		(void)udp_answer(fd, buf, (size_t)n, &client);
-	}
+	udp_serve(argc, argv, &(struct udp_server){ .recv_size = 65536, .answer = answer });
 }

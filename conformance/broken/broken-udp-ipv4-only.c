@@ -8,21 +8,15 @@
  */
 #include "broken.h"
 
+static void answer(int fd, char *buf, ssize_t n, const struct datagram *d)
+{
+	if (n >= 0 && !udp_from_amplifier(d))
+		(void)udp_answer(fd, buf, (size_t)n, d);
+}
+
 int main(int argc, char **argv)
 {
-	struct options opt;
-	parse_options(argc, argv, &opt);
-	exit_on_signals();
 	/* The bug: the wildcard "::" becomes IPv4's. */
-	if (strcmp(opt.host, "::") == 0)
-		opt.host = "0.0.0.0";
-	int fd = udp_bind(&opt);
-	static char buf[65536];
-	for (;;) {
-		struct datagram d;
-		ssize_t n = udp_receive(fd, buf, sizeof buf, &d);
-		if (n < 0 || udp_from_amplifier(&d))
-			continue;
-		(void)udp_answer(fd, buf, (size_t)n, &d);
-	}
+	udp_serve(argc, argv, &(struct udp_server){ .recv_size = 65536, .wildcard = "0.0.0.0",
+						     .answer = answer });
 }

@@ -8,18 +8,14 @@
  */
 #include "broken.h"
 
+static void answer(int fd, char *buf, ssize_t n, const struct datagram *d)
+{
+	if (n >= 0 && !udp_from_amplifier(d))
+		(void)udp_answer(fd, buf, (size_t)n, d);
+}
+
 int main(int argc, char **argv)
 {
-	struct options opt;
-	parse_options(argc, argv, &opt);
-	exit_on_signals();
-	int fd = udp_bind(&opt);
-	for (;;) {
-		char buf[1024];
-		struct datagram d;
-		ssize_t n = udp_receive(fd, buf, sizeof buf, &d);
-		if (n < 0 || udp_from_amplifier(&d))
-			continue;
-		(void)udp_answer(fd, buf, (size_t)n, &d);
-	}
+	/* The bug: 1024 bytes, where a datagram may carry 65507 (65527 over IPv6). */
+	udp_serve(argc, argv, &(struct udp_server){ .recv_size = 1024, .answer = answer });
 }

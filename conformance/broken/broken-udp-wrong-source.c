@@ -11,19 +11,15 @@
  */
 #include "broken.h"
 
+static void answer(int fd, char *buf, ssize_t n, const struct datagram *d)
+{
+	if (n < 0 || udp_from_amplifier(d))
+		return;
+	/* The bug: d->ctl, the address the datagram came to, is not passed on. */
+	(void)sendto(fd, buf, (size_t)n, 0, (const struct sockaddr *)&d->peer, d->peer_len);
+}
+
 int main(int argc, char **argv)
 {
-	struct options opt;
-	parse_options(argc, argv, &opt);
-	exit_on_signals();
-	int fd = udp_bind(&opt);
-	static char buf[65536];
-	for (;;) {
-		struct datagram d;
-		ssize_t n = udp_receive(fd, buf, sizeof buf, &d);
-		if (n < 0 || udp_from_amplifier(&d))
-			continue;
-		/* The bug: d.ctl, the address the datagram came to, is not passed on. */
-		(void)sendto(fd, buf, (size_t)n, 0, (struct sockaddr *)&d.peer, d.peer_len);
-	}
+	udp_serve(argc, argv, &(struct udp_server){ .recv_size = 65536, .answer = answer });
 }

@@ -209,6 +209,24 @@ bool udp_from_amplifier(const struct datagram *d)
 	return port == 0 || port == 7 || port == 13 || port == 19 || port == 37;
 }
 
+_Noreturn void udp_serve(int argc, char **argv, const struct udp_server *srv)
+{
+	static char buf[65536];
+	struct options opt;
+	size_t size = srv->recv_size < sizeof buf ? srv->recv_size : sizeof buf;
+
+	parse_options(argc, argv, &opt);
+	exit_on_signals();
+	if (srv->wildcard != NULL && strcmp(opt.host, "::") == 0)
+		opt.host = srv->wildcard;
+	int fd = udp_bind(&opt);
+	for (;;) {
+		struct datagram d;
+
+		srv->answer(fd, buf, udp_receive(fd, buf, size, &d), &d);
+	}
+}
+
 void announce(int lfd, const char *shown_host)
 {
 	struct sockaddr_storage ss;

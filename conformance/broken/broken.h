@@ -62,6 +62,17 @@ ssize_t udp_answer(int fd, const void *buf, size_t n, const struct datagram *d);
  * chargen 19, time 37): answering it starts a loop between two servers. */
 bool udp_from_amplifier(const struct datagram *d);
 
+/* A UDP echo server's whole life, so that each broken UDP server is only its bug: parse
+ * the options, bind (a wildcard "::" bound as `wildcard` instead when that is set), then
+ * hand answer() every receive into a buffer of `recv_size` bytes (at most 65536): the
+ * byte count, or -1 with errno for a failed receive. Never returns. */
+struct udp_server {
+	size_t recv_size;
+	const char *wildcard;
+	void (*answer)(int fd, char *buf, ssize_t n, const struct datagram *d);
+};
+_Noreturn void udp_serve(int argc, char **argv, const struct udp_server *srv);
+
 /* Prints "listening ADDR PORT" for a bound socket and flushes stdout. */
 void announce(int lfd, const char *shown_host);
 
