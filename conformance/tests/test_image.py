@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, interrupt_after, load_report, outcomes, run
+from test_cli import CATALOGUE
 
 
 def server_state(base: Path, profile: str) -> str:
@@ -383,3 +384,28 @@ def test_private_instance_cases_run_under_the_descriptor_limit_profile(tmp_path:
                           "--strict", env_profile="low-nofile")
     assert p.returncode == 0, p.stdout + p.stderr
     assert {c: got[c] for c in PRIVATE} == {c: "passed" for c in PRIVATE}, got
+
+
+# --------------------------------------------------------------------------------------------
+# RFC 862's UDP service alone: --image --transport udp. Readiness is the UDP port bound in the
+# container's namespace; every udp.* case runs, private instances included, and nothing else.
+
+
+def test_udp_only_image_is_tested_over_udp(tmp_path: Path) -> None:
+    p = run("run", "--image", "echoconf:latest", "--command-in-image", "echo-epoll --port 7 --transport udp",
+            "--port", "7", "--transport", "udp", "--capability", "ipv6", "--strict", "--report", str(tmp_path),
+            timeout=200)
+    assert p.returncode == 0, p.stdout + p.stderr
+    got = outcomes(load_report(tmp_path / "default"))
+    udp = [c for c in CATALOGUE if c.startswith("udp.")]
+    assert got == {c: "passed" for c in udp}, got
+
+
+def test_udp_only_image_without_transport_udp_says_so(tmp_path: Path) -> None:
+    """A server that binds only a UDP port never listens for TCP: exit 2, and the reason names
+    the option that would test it."""
+    p = run("run", "--image", "echoconf:latest", "--command-in-image", "echo-epoll --port 7 --transport udp",
+            "--port", "7", "--report", str(tmp_path), timeout=120)
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert "a UDP socket is bound to port 7: for a server that serves UDP alone, say --transport udp" in p.stdout, \
+        p.stdout

@@ -16,8 +16,7 @@ from echoconf import registry
 
 pytestmark = [pytest.mark.skipif(PROBLEM is not None, reason=PROBLEM or ""), pytest.mark.timeout(3600)]
 
-# UDP-only servers are not run as images yet (`--image --transport udp` is refused).
-ENTRIES = [e for e in registry.load().values() if e.broken and e.builtin and e.transport != "udp"]
+ENTRIES = [e for e in registry.load().values() if e.broken and e.builtin]
 META = ["--profile", "quick", "--hang-bound", "1", "--strict"]  # as test_meta.py runs each entry
 AT_ONCE = 3  # image runs at a time: most of a run is waiting on containers and bounds
 
@@ -31,7 +30,7 @@ def test_every_broken_image_fails_exactly_its_local_cases(tmp_path_factory: pyte
     def judge(e: registry.Implementation) -> tuple[str, set[str], str]:
         out = tmp_path_factory.mktemp(f"{e.name}-report")
         p = run("run", "--image", images[e.key], "--port", "7", *META, *registry.capability_flags(e.capabilities),
-                "--report", str(out), timeout=900)
+                "--transport", e.transport, "--report", str(out), timeout=900)
         assert (out / "default" / "report.json").is_file(), \
             f"{e.key}: no report (exit {p.returncode}); its output ends:\n{(p.stdout + p.stderr)[-4000:]}"
         doc = load_report(out / "default")

@@ -103,10 +103,6 @@ def main(argv: list[str] | None = None) -> int:
                                                 ("--command-in-image", args.command_in_image)) if given]
         if docker_only and not args.image:
             p.error(f"{', '.join(docker_only)}: only with --image (a server in a container)")
-        if args.image and args.transport == "udp":
-            # The container's readiness, liveness and fault checks are TCP's so far.
-            p.error("--transport udp: not with --image yet (a server image is tested over TCP, "
-                    "and over UDP too with --transport both)")
         try:
             if args.image:
                 from . import image

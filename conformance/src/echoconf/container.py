@@ -38,8 +38,9 @@ class DockerTarget(Target):
     reports_death = True
 
     def __init__(self, container: str, host: str, port: int, restart_timeout: float = RESTART_TIMEOUT,
-                 first_start: float | None = None) -> None:
+                 first_start: float | None = None, udp: bool = False) -> None:
         self._seen: bool | None = None
+        self.udp = udp  # serves UDP alone: listening means its UDP port is bound
         self.first_start = first_start  # seconds from `docker run` until it first listened
         self.container = container
         self._addr: Addr = (host, port)
@@ -247,9 +248,11 @@ class DockerTarget(Target):
     def _wait_listening(self, timeout: float, first: bool = False) -> None:
         from . import dockerenv as de
         from .client import can_connect
+        from .udpclient import probe as udp_probe
 
         try:
-            de.wait_accepting(self._container(), self._addr[0], self._addr[1], timeout, self._holder, self._mem)
+            de.wait_accepting(self._container(), self._addr[0], self._addr[1], timeout, self._holder, self._mem,
+                              udp=self.udp)
         except ValueError:
             # The socket table cannot be read from here: only a connection can tell, and it
             # is a client the server sees. At the first check the caller has just seen it
@@ -257,7 +260,7 @@ class DockerTarget(Target):
             if first:
                 return
             deadline = time.monotonic() + timeout
-            while not can_connect(self._addr, 0.2):
+            while not (udp_probe(self._addr, 0.4) is None if self.udp else can_connect(self._addr, 0.2)):
                 if self._state().get("Status") not in _ALIVE:
                     raise de.ServerDied(f"{self.container} ended before listening") from None
                 if time.monotonic() > deadline:

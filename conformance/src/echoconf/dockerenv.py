@@ -214,20 +214,24 @@ def pid_is_here(pid: int, container_id: str) -> bool:
 
 
 def listeners(ctr: docker.models.containers.Container,
-              holder: docker.models.containers.Container | None = None) -> list[tuple[str, int]] | None:
-    """The listening TCP sockets of the container's network namespace, without connecting: from
-    /proc/PID/net when this host sees the container's processes (`pid_is_here`), else by
-    `cat /proc/net/tcp*` in the namespace holder. None when neither works."""
+              holder: docker.models.containers.Container | None = None,
+              udp: bool = False) -> list[tuple[str, int]] | None:
+    """The listening TCP sockets (`udp`: the bound UDP sockets) of the container's network
+    namespace, without connecting: from /proc/PID/net when this host sees the container's
+    processes (`pid_is_here`), else by `cat /proc/net/tcp*` (`udp*`) in the namespace holder.
+    None when neither works."""
     pid = int(((ctr.attrs or {}).get("State") or {}).get("Pid") or 0)
     if pid_is_here(pid, ctr.id):
-        socks = proc_listeners.of_pid(pid)
+        socks = proc_listeners.of_pid(pid, udp=udp)
         if socks is not None:
             return socks
     if holder is not None:
+        proto = "udp" if udp else "tcp"
         try:
-            rc, out = holder.exec_run(["cat", "/proc/net/tcp", "/proc/net/tcp6"], demux=False)
-            if rc in (0, 1) and out:  # 1: no tcp6 (IPv6 off); tcp was still printed
-                return proc_listeners.parse(out.decode(errors="replace"))
+            rc, out = holder.exec_run(["cat", f"/proc/net/{proto}", f"/proc/net/{proto}6"], demux=False)
+            if rc in (0, 1) and out:  # 1: no tcp6/udp6 (IPv6 off); the IPv4 table was still printed
+                return proc_listeners.parse(out.decode(errors="replace"),
+                                            proc_listeners.UNCONNECTED if udp else proc_listeners.LISTEN)
         except docker.errors.DockerException:
             pass
     return None
@@ -248,9 +252,9 @@ def _reachable(addr: str, closed_port: int, timeout: float = 0.3) -> bool:
 
 def wait_accepting(ctr: docker.models.containers.Container, address: str, port: int, timeout: float,
                    holder: docker.models.containers.Container | None = None,
-                   mem_limit: int | str | None = None, also: Sequence[str] = ()) -> float:
-    """Wait (bounded) until the container's server listens on `port` on an address reachable
-    from here, without ever connecting to that port. Returns the seconds waited; ServerDied when
+                   mem_limit: int | str | None = None, also: Sequence[str] = (), udp: bool = False) -> float:
+    """Wait (bounded) until the container's server listens on `port` (`udp`: has its UDP port
+    bound) on an address reachable from here, without ever connecting to that port. Returns the seconds waited; ServerDied when
     the container ends first; DockerEnvError when it does not listen in time (with the reason:
     not listening, loopback only, unreachable); ValueError when listeners cannot be read (the
     caller then probes by connecting)."""
@@ -270,7 +274,7 @@ def wait_accepting(ctr: docker.models.containers.Container, address: str, port: 
             except docker.errors.DockerException:
                 logs = ""
             raise ServerDied(f"{ctr.name} ended before listening: {why}\n{logs[-2000:]}")
-        socks = listeners(ctr, holder)
+        socks = listeners(ctr, holder, udp)
         if socks is None:
             raise ValueError("cannot read the container's listening sockets")
         seen = [s for s in socks if s[1] == port]
@@ -289,7 +293,11 @@ def wait_accepting(ctr: docker.models.containers.Container, address: str, port: 
             elif seen:
                 hint = f" (it listens, but {' or '.join((address, *also))} does not answer from here)"
             else:
-                hint = f" (nothing listens on port {port} in its network namespace)"
+                hint = (f" (nothing is bound to UDP port {port}" if udp else f" (nothing listens on port {port}") \
+                    + " in its network namespace)"
+                if not udp and any(p == port for _, p in listeners(ctr, holder, udp=True) or []):
+                    hint += (f"; a UDP socket is bound to port {port}: for a server that serves UDP alone, "
+                             "say --transport udp")
             raise DockerEnvError(f"{ctr.name} not accepting on {hostport(address, port)} after {timeout:.0f}s{hint}")
         time.sleep(0.02)
 

@@ -72,7 +72,7 @@ def launch(lab: Any, template: DockerTarget, inst: Fresh) -> Any:
         return lab.start_server(
             cfg.get("Image") or ctr.image.tags[0], cfg.get("Cmd"), template.addr[1], prof,
             name=f"fresh-{ctr.name[-12:]}", sysctls=want, ipv6=ipv6, hold_fds=inst.hold_fds,
-            hold_fds_launcher=launcher, nofile=nofile, restartable=inst.restarts)
+            hold_fds_launcher=launcher, nofile=nofile, restartable=inst.restarts, udp=template.udp)
     except (de.DockerEnvError, docker.errors.DockerException) as e:
         # The engine's failure, never the server's: a harness error, not a verdict.
         raise HarnessError(f"could not start a private instance of the server image: "

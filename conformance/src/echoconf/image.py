@@ -98,11 +98,12 @@ def run_profile(
     lab: Any, image: str, command: Sequence[str] | None, port: int, profile_name: str, out: Path, *,
     suite_profile: str = "default", harness_args: Sequence[str] = (), without: Sequence[str] = (),
     faults: bool = False, name: str | None = None, line: Line | None = None, log: Line = _stderr,
-    timeout: float = 900.0, ready_timeout: float = 15.0, pytest_args: Sequence[str] = (),
+    timeout: float = 900.0, ready_timeout: float = 15.0, pytest_args: Sequence[str] = (), udp: bool = False,
 ) -> ProfileResult:
     """Start `image` under the profile in `lab`, run the suite against it (a child harness; each
     output line goes to `line`, prefixed with the profile, and to out/harness.log); the child
-    writes the reports to `out`. Never raises for the server's behaviour."""
+    writes the reports to `out`. Never raises for the server's behaviour. `udp`: the image serves
+    UDP alone (`--transport udp` among `harness_args`)."""
     from . import dockerenv as de
     from . import report as rep
 
@@ -111,7 +112,7 @@ def run_profile(
     start = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
     try:
-        srv = lab.start_server(image, command, port, prof, name=name, ready_timeout=ready_timeout)
+        srv = lab.start_server(image, command, port, prof, name=name, ready_timeout=ready_timeout, udp=udp)
     except de.DockerEnvError as e:
         first = str(e).splitlines()[0]
         res.status, res.note = 2, f"server never ready: {first}"
@@ -336,6 +337,8 @@ def run(args: argparse.Namespace) -> int:
         extra += ["--level", lvl]
     for cap in args.capability:
         extra += ["--capability", cap]
+    if args.transport:
+        extra += ["--transport", args.transport]
     for x in args.xfail:
         extra += ["--xfail", x]
     if args.pytest_output:
@@ -364,7 +367,8 @@ def run(args: argparse.Namespace) -> int:
                 results.append(run_profile(
                     lab, args.image, command, args.port, name, base / name, suite_profile=args.profile,
                     harness_args=extra, without=args.without, faults=args.faults, line=line,
-                    name=args.image.split("/")[-1].split(":")[0], pytest_args=args.pytest_args))
+                    name=args.image.split("/")[-1].split(":")[0], pytest_args=args.pytest_args,
+                    udp=args.transport == "udp"))
     except (KeyboardInterrupt, de.DockerEnvError) as e:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)  # reports nobody asked to keep

@@ -55,9 +55,10 @@ class ServerContainer:
     def __init__(
         self, lab: "Lab", server: docker.models.containers.Container,
         holder: docker.models.containers.Container | None, net: "_Net", image: str,
-        command: list[str] | None, port: int, prof: EnvProfile,
+        command: list[str] | None, port: int, prof: EnvProfile, udp: bool = False,
     ) -> None:
         self.lab = lab
+        self.udp = udp  # serves UDP alone: ready once its UDP port is bound
         self.image = image
         self.command = command
         self.port = port
@@ -124,7 +125,7 @@ class ServerContainer:
             # Without spending a client: a server that exits after its first one must meet
             # that client in a case, not here.
             wait_accepting(self._server, self.address, self.port, timeout, self._holder, self.profile.mem_limit,
-                           also=[a for a in (self.ipv4, self.ipv6) if a and a != self.address])
+                           also=[a for a in (self.ipv4, self.ipv6) if a and a != self.address], udp=self.udp)
             self._starts = len(LISTENING.findall(self.logs()))
             return time.monotonic() - start
         except ServerDied:
@@ -142,7 +143,7 @@ class ServerContainer:
                 announced = True
             # Also reachable from here: a fresh IPv6 address stays unusable while the kernel
             # runs duplicate address detection, after the server already listens.
-            if can_connect(self.address, self.port, timeout=0.2):
+            if self._answers():
                 self._starts = len(LISTENING.findall(self.logs()))
                 return time.monotonic() - start
             if not self.alive():
@@ -154,6 +155,15 @@ class ServerContainer:
                 raise DockerEnvError(f"{self.name} not accepting on {self.target} after {timeout:.0f}s{hint}\n"
                                      f"{self.logs()[-2000:]}")
             time.sleep(0.02)
+
+    def _answers(self) -> bool:
+        """Whether a client is served: a connection accepted, or for a UDP-only server a
+        datagram answered (the probe's; spent only where the socket table cannot be read)."""
+        if self.udp:
+            from .udpclient import probe
+
+            return probe((self.address, self.port), 0.4) is None
+        return can_connect(self.address, self.port, timeout=0.2)
 
     # -- a restart on the same address (private instances: fresh_container.FreshContainer)
     def kill(self, timeout: float = READY_TIMEOUT) -> None:
@@ -319,6 +329,7 @@ class Lab:
         hold_fds_launcher: str | None = None,
         nofile: int | None = None,
         restartable: bool = True,
+        udp: bool = False,
     ) -> ServerContainer:
         """Run `image` (with `command`, `{port}` substituted; None: the image's own command, which
         must listen on `port`) under the profile, on the lab's internal network; returns once it
@@ -330,7 +341,8 @@ class Lab:
         put before the image's entrypoint); `nofile`, a descriptor limit instead of the
         profile's. Without `restartable` the server owns its network namespace itself (no
         holder): a container fewer to start, for an instance that is never killed and started
-        again on its address."""
+        again on its address. `udp`: the server serves UDP alone, and is ready once its UDP port
+        is bound."""
         prof = env_profile(profile_name)
         net = self.network(ipv6=prof.ipv6 or ipv6)
         argv: list[str] | None = None
@@ -386,7 +398,7 @@ class Lab:
             if holder is not None:
                 holder.remove(force=True)
             raise DockerEnvError(f"cannot start {image}: {e}") from e
-        srv = ServerContainer(self, server, holder, net, image, argv, port, prof)
+        srv = ServerContainer(self, server, holder, net, image, argv, port, prof, udp)
         self._servers.add(srv)
         try:
             srv.wait_ready(ready_timeout)

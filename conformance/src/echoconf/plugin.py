@@ -210,7 +210,7 @@ class EchoconfRun:
                 from .fresh_container import FreshContainers
 
                 self.remote = DockerTarget(opt.echoconf_container, host.strip("[]"), int(port),
-                                           first_start=opt.echoconf_first_start)
+                                           first_start=opt.echoconf_first_start, udp=self.transport == "udp")
                 self.private = FreshContainers(self.remote)
             else:
                 self.remote = RemoteTarget(host.strip("[]"), int(port))
