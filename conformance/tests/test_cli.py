@@ -26,7 +26,7 @@ close.reset-pending close.connect-close close.connect-reset close.vanish-while-w
 robust.stalled-reader robust.bounded-memory robust.no-busy-loop robust.fd-leak robust.fd-exhaustion
 robust.fd-exhaustion-prompt robust.fd-setsize robust.eintr robust.restart-rebind robust.ipv6 state.machine
 udp.sizes udp.empty udp.one-answer udp.clients udp.unreachable udp.burst udp.reply-source
-udp.loop-safety udp.ipv6
+udp.loop-safety udp.ipv6 udp.health
 docker.nofile-exhaustion docker.pause-resume docker.disconnect-reconnect docker.kill-restart docker.alive""".split()
 
 

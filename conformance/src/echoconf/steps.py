@@ -97,6 +97,13 @@ def distinct(i: int, n: int, seed: int) -> bytes:
     return (head + random.Random(seed * 7919 + i).randbytes(max(0, n - len(head))))[:n]
 
 
+# A thread runnable (on a CPU or queued for one) more than half of every window in which the
+# server has nothing new to do is spinning: a spinner is runnable about all of each, on an idle
+# machine or a loaded one; a server waiting for events almost none, and one still finishing
+# earlier work has a quiet window within three (runnable_during).
+SPIN_LIMIT = 0.5
+
+
 def runnable_during(server: Target, window: float, limit: float = 1.0, windows: int = 3) -> float:
     """The largest fraction of `window` seconds that one thread of the server was runnable:
     on a CPU or waiting in a run queue for one (/proc/PID/task/TID/schedstat). A thread that

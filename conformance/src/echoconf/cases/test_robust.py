@@ -18,16 +18,9 @@ from echoconf.client import (Deadline, connect, finish, probe, read_to_eof,
 from echoconf.container import DockerTarget
 from echoconf.fresh_container import FreshContainer
 from echoconf.oracle import CaseFailure, fail
-from echoconf.steps import alive, chunked, fill_unread, roundtrip, runnable_during, with_death
+from echoconf.steps import SPIN_LIMIT, alive, chunked, fill_unread, roundtrip, runnable_during, with_death
 from echoconf.target import (HarnessError, OwnedServer, Target, fd_count, lower_nofile, proc_stat,
                              stop_briefly)
-
-# A thread runnable (on a CPU or queued for one) more than half of every window in which the
-# server has nothing new to do is spinning: a spinner is runnable about all of each, on an idle
-# machine or a loaded one; a server waiting for events almost none, and one still finishing
-# earlier work has a quiet window within three (steps.runnable_during).
-SPIN_LIMIT = 0.5
-
 
 @case("robust.stalled-reader", "robust", "client A (SO_RCVBUF 4 KiB) sends 8 MiB and never reads; client "
       "B's ping echoes within 1 s; repeated with B doing a 64 KiB echo (SO_RCVBUF 4 KiB)", fm=["FM-13"], needs=["concurrent"],
