@@ -54,7 +54,9 @@ static int amplifier_port(unsigned port)
  * several addresses must not answer from whichever the route prefers, or the
  * client, which only listens to the address it asked, never sees the answer.
  * Returns whether the datagram came from that very address and our own port:
- * a datagram the server sent to itself. */
+ * a datagram the server sent to itself. A pktinfo the kernel had to cut
+ * (MSG_CTRUNC: the control buffer was full) is ignored, not read past its
+ * end. */
 static int take_destination(struct echo_udp *u, struct msghdr *m)
 {
     struct cmsghdr *in;
@@ -63,6 +65,7 @@ static int take_destination(struct echo_udp *u, struct msghdr *m)
     u->ctllen = 0;
     for (in = CMSG_FIRSTHDR(m); in != NULL; in = CMSG_NXTHDR(m, in)) {
         if (in->cmsg_level == IPPROTO_IP && in->cmsg_type == IP_PKTINFO &&
+            in->cmsg_len >= CMSG_LEN(sizeof(struct in_pktinfo)) &&
             u->peer.ss_family == AF_INET) {
             struct in_pktinfo pi;
             struct cmsghdr *out = (struct cmsghdr *)(void *)u->ctl;
@@ -77,6 +80,7 @@ static int take_destination(struct echo_udp *u, struct msghdr *m)
             memcpy(CMSG_DATA(out), &pi, sizeof(pi));
             u->ctllen = CMSG_SPACE(sizeof(pi));
         } else if (in->cmsg_level == IPPROTO_IPV6 && in->cmsg_type == IPV6_PKTINFO &&
+                   in->cmsg_len >= CMSG_LEN(sizeof(struct in6_pktinfo)) &&
                    u->peer.ss_family == AF_INET6) {
             struct in6_pktinfo pi;
             struct cmsghdr *out = (struct cmsghdr *)(void *)u->ctl;

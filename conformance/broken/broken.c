@@ -165,7 +165,9 @@ ssize_t udp_receive(int fd, void *buf, size_t size, struct datagram *d)
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c != NULL; c = CMSG_NXTHDR(&m, c)) {
 		struct cmsghdr *out = (struct cmsghdr *)(void *)d->ctl;
 
-		if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+		/* A pktinfo cut short (MSG_CTRUNC) is skipped, never read past its end. */
+		if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO &&
+		    c->cmsg_len >= CMSG_LEN(sizeof(struct in_pktinfo))) {
 			struct in_pktinfo pi;
 
 			memcpy(&pi, CMSG_DATA(c), sizeof pi);
@@ -176,7 +178,8 @@ ssize_t udp_receive(int fd, void *buf, size_t size, struct datagram *d)
 			out->cmsg_len = CMSG_LEN(sizeof pi);
 			memcpy(CMSG_DATA(out), &pi, sizeof pi);
 			d->ctl_len = CMSG_SPACE(sizeof pi);
-		} else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+		} else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO &&
+			   c->cmsg_len >= CMSG_LEN(sizeof(struct in6_pktinfo))) {
 			out->cmsg_level = IPPROTO_IPV6;
 			out->cmsg_type = IPV6_PKTINFO;
 			out->cmsg_len = CMSG_LEN(sizeof(struct in6_pktinfo));
