@@ -12,8 +12,12 @@
  *   wait:       0 every ready descriptor; 1..0xBF a rotating window of the
  *               ready ones; 0xC0..0xDF spurious (every watched descriptor,
  *               ready or not); 0xE0..0xEF timeout; 0xF0..0xFB EINTR;
- *               0xFC..0xFF failure (ENOMEM/EINVAL) */
+ *               0xFC..0xFF failure (ENOMEM/EINVAL)
+ *
+ * The UDP socket's outcome bytes (getsockname, recvmsg, sendmsg) and the
+ * source byte of a datagram are documented at the top of simdgram.c. */
 #include "simsock.h"
+#include "simsock_impl.h"
 
 #include "echo.h"
 #include "fuzz.h"
@@ -61,9 +65,9 @@ int __real_clock_gettime(clockid_t, struct timespec *);
 #define PAT_LEN 65521 /* prime: a pattern shift never lines up by chance */
 #define UNLIMITED ((uint64_t)1 << 62)
 
-enum sim_kind { K_NONE, K_FREE, K_CLOSED, K_LISTEN, K_CLIENT, K_RESERVE, K_EPOLL };
+/* enum sim_kind (simsock_impl.h) by name. */
 static const char *const kind_name[] = {"not simulated", "never handed out", "closed",
-                                        "listener", "client", "reserve", "epoll"};
+                                        "listener", "client", "reserve", "epoll", "udp"};
 
 struct sim_desc {
     enum sim_kind kind;
@@ -105,13 +109,10 @@ static int draining, tearing_down;
 static long long clock_ms;
 static int (*block_hook)(void);
 static _Thread_local int active;
-static int tracing; /* SIMSOCK_TRACE=1: every simulated call on stderr */
+static int (*wait_hook)(void);
+static unsigned wait_fails;
 
-#define TRACE(...)                                                           \
-    do {                                                                     \
-        if (tracing)                                                         \
-            fprintf(stderr, "simsock: " __VA_ARGS__);                        \
-    } while (0)
+int simsock_tracing; /* SIMSOCK_TRACE=1: every simulated call on stderr */
 
 static void pool_init(void)
 {
@@ -132,7 +133,7 @@ static void pool_init(void)
         pat[i] = (unsigned char)x;
     }
     pool_ready = 1;
-    tracing = getenv("SIMSOCK_TRACE") != NULL;
+    simsock_tracing = getenv("SIMSOCK_TRACE") != NULL;
 }
 
 void sim_reset(enum sim_mode m, unsigned conns)
@@ -151,6 +152,9 @@ void sim_reset(enum sim_mode m, unsigned conns)
     draining = tearing_down = 0;
     clock_ms = 1000000;
     block_hook = NULL;
+    wait_hook = NULL;
+    wait_fails = 0;
+    simdgram_reset();
 }
 
 void sim_enter(void)
@@ -168,7 +172,17 @@ void sim_set_block_hook(int (*hook)(void))
     block_hook = hook;
 }
 
-static struct sim_desc *sim_fd(int fd)
+void sim_set_wait_hook(int (*hook)(void))
+{
+    wait_hook = hook;
+}
+
+unsigned sim_wait_failures(void)
+{
+    return wait_fails;
+}
+
+struct sim_desc *simsock_fd(int fd)
 {
     if (fd < 0 || fd >= SIM_FD_LIMIT || desc[fd].kind == K_NONE)
         return NULL;
@@ -176,7 +190,7 @@ static struct sim_desc *sim_fd(int fd)
 }
 
 /* Every use of a descriptor by the server must name one it holds. */
-static struct sim_desc *held(int fd, enum sim_kind kind, const char *call)
+struct sim_desc *simsock_held(int fd, enum sim_kind kind, const char *call)
 {
     struct sim_desc *d = &desc[fd];
 
@@ -188,7 +202,7 @@ static struct sim_desc *held(int fd, enum sim_kind kind, const char *call)
     return d;
 }
 
-static int alloc_fd(enum sim_kind kind)
+int simsock_alloc_fd(enum sim_kind kind)
 {
     int fd = -1;
 
@@ -212,7 +226,7 @@ static int alloc_fd(enum sim_kind kind)
 
 int sim_listener(void)
 {
-    int fd = alloc_fd(K_LISTEN);
+    int fd = simsock_alloc_fd(K_LISTEN);
 
     CHECK(fd >= 0);
     return fd;
@@ -231,7 +245,7 @@ int sim_connect(void)
 
 int sim_attach(void)
 {
-    int i = sim_connect(), fd = alloc_fd(K_CLIENT);
+    int i = sim_connect(), fd = simsock_alloc_fd(K_CLIENT);
 
     CHECK(i >= 0 && fd >= 0);
     q_head++;
@@ -324,6 +338,11 @@ void sim_drain(void)
     }
 }
 
+int simsock_draining(void)
+{
+    return draining;
+}
+
 int sim_done(void)
 {
     return q_head == q_tail && n_open == 0;
@@ -359,7 +378,7 @@ void sim_finish(void)
     for (int i = 0; i < pool_used; i++) {
         struct sim_desc *d = &desc[pool[i]];
 
-        if (d->kind != K_CLOSED && d->kind != K_LISTEN) {
+        if (d->kind != K_CLOSED && d->kind != K_LISTEN && d->kind != K_UDP) {
             fprintf(stderr, "simsock: descriptor %d (%s) was never closed\n", pool[i],
                     kind_name[d->kind]);
             abort();
@@ -388,7 +407,7 @@ static int io_outcome(size_t *cap)
     return EAGAIN;
 }
 
-static void pattern_fill(unsigned id, uint64_t off, unsigned char *dst, size_t n)
+void simsock_pattern_fill(unsigned id, uint64_t off, unsigned char *dst, size_t n)
 {
     size_t pos = (size_t)((off + (uint64_t)id * 4099) % PAT_LEN);
 
@@ -402,7 +421,8 @@ static void pattern_fill(unsigned id, uint64_t off, unsigned char *dst, size_t n
     }
 }
 
-static void pattern_check(unsigned id, uint64_t off, const unsigned char *src, size_t n)
+/* How many of the n bytes at src are the pattern of id from off on. */
+size_t simsock_pattern_diff(unsigned id, uint64_t off, const unsigned char *src, size_t n)
 {
     size_t pos = (size_t)((off + (uint64_t)id * 4099) % PAT_LEN), done = 0;
 
@@ -414,18 +434,29 @@ static void pattern_check(unsigned id, uint64_t off, const unsigned char *src, s
 
             while (src[done + j] == pat[pos + j])
                 j++;
-            fprintf(stderr,
-                    "simsock: client %u: echoed byte %llu is 0x%02x, the client sent 0x%02x "
-                    "there: the echo is not a prefix of what was sent\n",
-                    id, (unsigned long long)(off + done + j), src[done + j], pat[pos + j]);
-            abort();
+            return done + j;
         }
         done += k;
         pos = 0;
     }
+    return n;
 }
 
-static void check_addressable(const void *buf, size_t len, const char *call)
+static void pattern_check(unsigned id, uint64_t off, const unsigned char *src, size_t n)
+{
+    size_t j = simsock_pattern_diff(id, off, src, n);
+
+    if (j < n) {
+        fprintf(stderr,
+                "simsock: client %u: echoed byte %llu is 0x%02x, the client sent 0x%02x "
+                "there: the echo is not a prefix of what was sent\n",
+                id, (unsigned long long)(off + j), src[j],
+                pat[(size_t)((off + j + (uint64_t)id * 4099) % PAT_LEN)]);
+        abort();
+    }
+}
+
+void simsock_check_addressable(const void *buf, size_t len, const char *call)
 {
 #ifdef SIM_ASAN
     /* Both ends rather than the whole range: the 64 KiB scan would cost a
@@ -450,12 +481,12 @@ ssize_t __wrap_recv(int fd, void *buf, size_t len, int flags)
     size_t cap, n;
     int e;
 
-    if (sim_fd(fd) == NULL)
+    if (simsock_fd(fd) == NULL)
         return __real_recv(fd, buf, len, flags);
-    c = &clients[held(fd, K_CLIENT, "recv")->client];
+    c = &clients[simsock_held(fd, K_CLIENT, "recv")->client];
     CHECK_LT(0, len, "recv() of 0 bytes returns 0, which reads as end of stream");
     CHECK_EQ(desc[fd].nonblock, mode == SIM_NONBLOCKING, "socket blocking mode");
-    check_addressable(buf, len, "recv");
+    simsock_check_addressable(buf, len, "recv");
     c->touched = 1;
     while (mode == SIM_BLOCKING && !c->reset && !c->shut_wr && c->read == c->sent)
         if (block_hook == NULL || !block_hook())
@@ -482,7 +513,7 @@ ssize_t __wrap_recv(int fd, void *buf, size_t len, int flags)
         return 0;
     }
     TRACE("recv(%d, %zu) = %zu\n", fd, len, n);
-    pattern_fill((unsigned)(c - clients), c->read, buf, n);
+    simsock_pattern_fill((unsigned)(c - clients), c->read, buf, n);
     c->read += n;
     CHECK_LE(c->read - c->echoed, ECHO_BUF_SIZE,
              "bytes read but not yet echoed exceed the per-connection bound");
@@ -495,12 +526,12 @@ ssize_t __wrap_send(int fd, const void *buf, size_t len, int flags)
     size_t cap, n;
     int e;
 
-    if (sim_fd(fd) == NULL)
+    if (simsock_fd(fd) == NULL)
         return __real_send(fd, buf, len, flags);
-    c = &clients[held(fd, K_CLIENT, "send")->client];
+    c = &clients[simsock_held(fd, K_CLIENT, "send")->client];
     CHECK_LT(0, len, "send() of 0 bytes");
     CHECK_EQ(desc[fd].nonblock, mode == SIM_NONBLOCKING, "socket blocking mode");
-    check_addressable(buf, len, "send");
+    simsock_check_addressable(buf, len, "send");
     c->touched = 1;
     if (c->reset) {
         errno = (fz_u8() & 1) ? ECONNRESET : EPIPE;
@@ -533,9 +564,9 @@ int __wrap_accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
     unsigned b;
     int cfd;
 
-    if (sim_fd(fd) == NULL)
+    if (simsock_fd(fd) == NULL)
         return __real_accept4(fd, addr, addrlen, flags);
-    held(fd, K_LISTEN, "accept4");
+    simsock_held(fd, K_LISTEN, "accept4");
     if (q_head == q_tail) {
         errno = EAGAIN;
         return -1;
@@ -552,7 +583,7 @@ int __wrap_accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
             clients[queue[q_head++]].state = CL_ABORTED;
         return -1;
     }
-    cfd = alloc_fd(K_CLIENT);
+    cfd = simsock_alloc_fd(K_CLIENT);
     if (cfd < 0) {
         errno = EMFILE;
         return -1;
@@ -577,7 +608,7 @@ int __wrap_accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
 
 int __wrap_close(int fd)
 {
-    struct sim_desc *d = sim_fd(fd);
+    struct sim_desc *d = simsock_fd(fd);
     struct sim_client *c;
 
     if (d == NULL)
@@ -643,7 +674,7 @@ int __wrap_open(const char *path, int flags, ...)
         return -1;
     }
     {
-        int fd = alloc_fd(K_RESERVE);
+        int fd = simsock_alloc_fd(K_RESERVE);
 
         if (fd < 0) {
             errno = EMFILE;
@@ -656,9 +687,9 @@ int __wrap_open(const char *path, int flags, ...)
 
 int __wrap_setsockopt(int fd, int level, int name, const void *val, socklen_t len)
 {
-    if (sim_fd(fd) == NULL)
+    if (simsock_fd(fd) == NULL)
         return __real_setsockopt(fd, level, name, val, len);
-    held(fd, K_CLIENT, "setsockopt");
+    simsock_held(fd, K_CLIENT, "setsockopt");
     return 0;
 }
 
@@ -671,11 +702,7 @@ int __wrap_clock_gettime(clockid_t id, struct timespec *ts)
     return 0;
 }
 
-/* Readiness as the kernel would see it. */
-#define R_IN 1u
-#define R_OUT 2u
-#define R_HUP 4u
-
+/* Readiness as the kernel would see it (R_* in simsock_impl.h). */
 static unsigned truth(int fd)
 {
     const struct sim_desc *d = &desc[fd];
@@ -683,6 +710,8 @@ static unsigned truth(int fd)
 
     if (d->kind == K_LISTEN)
         return q_head != q_tail ? R_IN : 0;
+    if (d->kind == K_UDP)
+        return simdgram_ready();
     if (d->kind != K_CLIENT)
         return 0;
     c = &clients[d->client];
@@ -704,8 +733,12 @@ static struct wait_plan wait_plan(void)
     unsigned w = draining ? 0 : fz_u8();
     struct wait_plan p = {0, w};
 
-    if (w >= 0xFC)
+    simdgram_wait(); /* a wait gives the kernel time to empty the send buffer */
+
+    if (w >= 0xFC) {
         p.what = 4;
+        wait_fails++;
+    }
     else if (w >= 0xF0)
         p.what = 3;
     else if (w >= 0xE0)
@@ -730,9 +763,9 @@ static int in_window(unsigned w, unsigned j, unsigned nready)
 
 static void check_watchable(int fd, const char *call)
 {
-    const struct sim_desc *d = sim_fd(fd);
+    const struct sim_desc *d = simsock_fd(fd);
 
-    if (d == NULL || (d->kind != K_CLIENT && d->kind != K_LISTEN)) {
+    if (d == NULL || (d->kind != K_CLIENT && d->kind != K_LISTEN && d->kind != K_UDP)) {
         fprintf(stderr, "simsock: %s: waits on descriptor %d (%s)\n", call, fd,
                 d ? kind_name[d->kind] : "unknown");
         abort();
@@ -747,9 +780,13 @@ int __wrap_poll(struct pollfd *fds, nfds_t n, int timeout)
     int count = 0, ours = 0;
 
     for (nfds_t i = 0; i < n && !ours; i++)
-        ours = sim_fd(fds[i].fd) != NULL;
+        ours = simsock_fd(fds[i].fd) != NULL;
     if (!ours)
         return __real_poll(fds, n, timeout);
+    if (timeout < 0 && wait_hook != NULL && !wait_hook()) {
+        errno = ECANCELED;
+        return -1;
+    }
     gen++;
     for (nfds_t i = 0; i < n; i++) {
         if (fds[i].fd < 0)
@@ -775,6 +812,8 @@ int __wrap_poll(struct pollfd *fds, nfds_t n, int timeout)
             r &= want;
             if (t & R_HUP)
                 r |= POLLHUP | POLLERR;
+            if (t & R_ERR)
+                r |= POLLERR;
         }
         fds[i].revents = r;
         if (r != 0 && nready < SIM_POOL)
@@ -797,7 +836,7 @@ int __wrap_select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *
     unsigned nready = 0, bits[SIM_POOL];
 
     for (int fd = 0; fd < nfds && fd < SIM_FD_LIMIT && !ours; fd++)
-        ours = sim_fd(fd) != NULL &&
+        ours = simsock_fd(fd) != NULL &&
                ((rd && FD_ISSET(fd, rd)) || (wr && FD_ISSET(fd, wr)));
     if (!ours)
         return __real_select(nfds, rd, wr, ex, tv);
@@ -813,7 +852,8 @@ int __wrap_select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *
     }
     for (int fd = 0; fd < nfds && p.what != 2; fd++) {
         unsigned want = (rd && FD_ISSET(fd, rd) ? R_IN : 0) | (wr && FD_ISSET(fd, wr) ? R_OUT : 0);
-        unsigned got = p.what == 1 ? want : want & truth(fd);
+        unsigned t = truth(fd);
+        unsigned got = p.what == 1 ? want : want & ((t & R_ERR) ? R_IN | R_OUT : t);
 
         if (got != 0 && nready < SIM_POOL) {
             ready[nready] = fd;
@@ -849,7 +889,7 @@ int __wrap_epoll_create1(int flags)
 
     if (!active)
         return __real_epoll_create1(flags);
-    if (fz_u8() >= 0xF8 || (fd = alloc_fd(K_EPOLL)) < 0) {
+    if (fz_u8() >= 0xF8 || (fd = simsock_alloc_fd(K_EPOLL)) < 0) {
         errno = EMFILE;
         return -1;
     }
@@ -860,9 +900,9 @@ int __wrap_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 {
     struct sim_desc *d;
 
-    if (sim_fd(epfd) == NULL)
+    if (simsock_fd(epfd) == NULL)
         return __real_epoll_ctl(epfd, op, fd, ev);
-    held(epfd, K_EPOLL, "epoll_ctl");
+    simsock_held(epfd, K_EPOLL, "epoll_ctl");
     check_watchable(fd, "epoll_ctl");
     d = &desc[fd];
     switch (op) {
@@ -898,9 +938,9 @@ int __wrap_epoll_wait(int epfd, struct epoll_event *out, int max, int timeout)
     unsigned nready = 0, got[SIM_POOL];
     int count = 0;
 
-    if (sim_fd(epfd) == NULL)
+    if (simsock_fd(epfd) == NULL)
         return __real_epoll_wait(epfd, out, max, timeout);
-    held(epfd, K_EPOLL, "epoll_wait");
+    simsock_held(epfd, K_EPOLL, "epoll_wait");
     CHECK_LT(0, max, "epoll_wait maxevents");
     p = wait_plan();
     if (p.what >= 3) {
@@ -914,7 +954,7 @@ int __wrap_epoll_wait(int epfd, struct epoll_event *out, int max, int timeout)
         const struct sim_desc *d = &desc[fd];
         unsigned t, r = 0;
 
-        if ((d->kind != K_CLIENT && d->kind != K_LISTEN) || !d->ep_in)
+        if ((d->kind != K_CLIENT && d->kind != K_LISTEN && d->kind != K_UDP) || !d->ep_in)
             continue;
         t = truth(fd);
         if (p.what == 1) {
@@ -923,6 +963,8 @@ int __wrap_epoll_wait(int epfd, struct epoll_event *out, int max, int timeout)
             r = (((t & R_IN) ? EPOLLIN : 0) | ((t & R_OUT) ? EPOLLOUT : 0)) & d->ep_events;
             if (t & R_HUP)
                 r |= EPOLLHUP | EPOLLERR;
+            if (t & R_ERR)
+                r |= EPOLLERR;
         }
         if (r != 0) {
             ready[nready] = fd;

@@ -17,6 +17,12 @@
 #include <string.h>
 #include <sys/socket.h>
 
+/* Planted bug (fuzz/README.md): a fixed 1 KiB receive buffer whose cut
+ * datagrams are answered anyway. Fuzzing builds only, never a server. */
+#if defined(ECHO_PLANT_UDP_TRUNCATE) && !defined(FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION)
+#error "planted bugs are for fuzzing builds only"
+#endif
+
 int echo_udp_init(struct echo_udp *u, int fd, char *err)
 {
     struct sockaddr_storage ss;
@@ -103,7 +109,11 @@ static int take_destination(struct echo_udp *u, struct msghdr *m)
  * is owed a reply or was dropped), 0 when there is nothing to read. */
 static int receive(struct echo_udp *u)
 {
+#ifdef ECHO_PLANT_UDP_TRUNCATE
+    struct iovec iov = {.iov_base = u->buf, .iov_len = 1024};
+#else
     struct iovec iov = {.iov_base = u->buf, .iov_len = sizeof(u->buf)};
+#endif
     _Alignas(struct cmsghdr) unsigned char ctl[ECHO_UDP_CTL];
     struct msghdr m;
     ssize_t n;
@@ -129,8 +139,10 @@ static int receive(struct echo_udp *u)
     }
     u->peerlen = m.msg_namelen;
     /* A reply must carry exactly the bytes received: never a truncated copy. */
+#ifndef ECHO_PLANT_UDP_TRUNCATE
     if (m.msg_flags & MSG_TRUNC)
         return 1;
+#endif
     if (take_destination(u, &m) || amplifier_port(peer_port(u)))
         return 1;
     u->len = (size_t)n;
