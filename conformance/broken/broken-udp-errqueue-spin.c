@@ -10,22 +10,13 @@
  */
 #include "broken.h"
 
-#include <netinet/in.h>
-
 int main(int argc, char **argv)
 {
 	struct options opt;
 	parse_options(argc, argv, &opt);
 	exit_on_signals();
 	int fd = udp_bind(&opt);
-	int on = 1;
-	struct sockaddr_storage self;
-	socklen_t self_len = sizeof self;
-	if (getsockname(fd, (struct sockaddr *)&self, &self_len) < 0)
-		die("getsockname");
-	if (setsockopt(fd, IPPROTO_IP, IP_RECVERR, &on, sizeof on) < 0 ||
-	    (self.ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_RECVERR, &on, sizeof on) < 0))
-		die("setsockopt RECVERR");
+	udp_recverr(fd);
 	set_blocking(fd, false);
 	static char buf[65536];
 	for (;;) {

@@ -5,8 +5,9 @@
  * client gets data it did not send.
  * Real-world pattern: a peer address kept in a global after the first recvfrom(), as in
  * servers written for one client and then given several.
- * Must fail: udp.one-answer, udp.clients, udp.unreachable (udp.sizes, the first case, is
- * the first client).
+ * Must fail: every udp.* case after the first (udp.sizes: its client is the first):
+ * udp.empty, udp.one-answer, udp.clients, udp.unreachable, udp.burst, udp.health,
+ * udp.loop-safety (whose sentinel's answer goes to the first client).
  */
 #include "broken.h"
 

@@ -212,6 +212,19 @@ bool udp_from_amplifier(const struct datagram *d)
 	return port == 0 || port == 7 || port == 13 || port == 19 || port == 37;
 }
 
+void udp_recverr(int fd)
+{
+	struct sockaddr_storage self;
+	socklen_t len = sizeof self;
+	int on = 1;
+
+	if (getsockname(fd, (struct sockaddr *)&self, &len) < 0)
+		die("getsockname");
+	if (setsockopt(fd, IPPROTO_IP, IP_RECVERR, &on, sizeof on) < 0 ||
+	    (self.ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_RECVERR, &on, sizeof on) < 0))
+		die("setsockopt RECVERR");
+}
+
 _Noreturn void udp_serve(int argc, char **argv, const struct udp_server *srv)
 {
 	static char buf[65536];
@@ -223,6 +236,8 @@ _Noreturn void udp_serve(int argc, char **argv, const struct udp_server *srv)
 	if (srv->wildcard != NULL && strcmp(opt.host, "::") == 0)
 		opt.host = srv->wildcard;
 	int fd = udp_bind(&opt);
+	if (srv->recverr)
+		udp_recverr(fd);
 	for (;;) {
 		struct datagram d;
 

@@ -69,9 +69,15 @@ bool udp_from_amplifier(const struct datagram *d);
 struct udp_server {
 	size_t recv_size;
 	const char *wildcard;
+	bool recverr; /* udp_recverr() on the socket */
 	void (*answer)(int fd, char *buf, ssize_t n, const struct datagram *d);
 };
 _Noreturn void udp_serve(int argc, char **argv, const struct udp_server *srv);
+
+/* Asks for the ICMP errors of the socket's datagrams (IP_RECVERR, and IPV6_RECVERR on an
+ * IPv6 socket): each is queued on the socket's error queue, and the next receive fails
+ * with it. */
+void udp_recverr(int fd);
 
 /* Prints "listening ADDR PORT" for a bound socket and flushes stdout. */
 void announce(int lfd, const char *shown_host);
