@@ -5,7 +5,8 @@
  * client gets data it did not send.
  * Real-world pattern: a peer address kept in a global after the first recvfrom(), as in
  * servers written for one client and then given several.
- * Must fail: every udp.* case after the first (udp.sizes: its client is the first):
+ * Must fail: the udp.* cases after the first on the shared server (udp.sizes: its client is
+ * the first; udp.reply-source starts an instance of its own):
  * udp.empty, udp.one-answer, udp.clients, udp.unreachable, udp.burst, udp.health,
  * udp.loop-safety (whose sentinel's answer goes to the first client).
  */
