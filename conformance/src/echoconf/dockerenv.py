@@ -237,17 +237,20 @@ def listeners(ctr: docker.models.containers.Container,
     return None
 
 
-def _reachable(addr: str, closed_port: int, timeout: float = 0.3) -> bool:
-    """Whether the address answers from here: a refused connection (RST) proves it."""
+def _unreachable(addr: str, closed_port: int, timeout: float = 0.3) -> str | None:
+    """None when the address answers from here (a refused connection, RST, proves it), else
+    what a connection to its closed port met instead."""
     try:
         with socket.socket(_family(addr), socket.SOCK_STREAM) as s:
             s.settimeout(timeout)
             s.connect((addr, closed_port))
-            return True  # something listens there after all: reachable too
+            return None  # something listens there after all: reachable too
     except ConnectionRefusedError:
-        return True
-    except OSError:
-        return False
+        return None
+    except socket.timeout:
+        return f"no answer within {timeout:g} s"
+    except OSError as e:
+        return e.strerror or str(e)
 
 
 def wait_accepting(ctr: docker.models.containers.Container, address: str, port: int, timeout: float,
@@ -261,6 +264,8 @@ def wait_accepting(ctr: docker.models.containers.Container, address: str, port: 
     start = time.monotonic()
     deadline = start + timeout
     seen: list[tuple[str, int]] = []
+    silent: list[str] = []  # the addresses that did not answer, with what met the connection
+    closed = 9
     while True:
         try:
             ctr.reload()
@@ -284,14 +289,16 @@ def wait_accepting(ctr: docker.models.containers.Container, address: str, port: 
             # too: a fresh IPv6 address is unusable while the kernel runs duplicate address
             # detection, which under load outlasts a case's connect. Only the address is waited
             # for, never the server's listening on it: that is for the cases to judge.
-            if all(_reachable(a, closed) for a in (address, *also)):
+            silent = [f"{a} ({why})" for a in (address, *also) if (why := _unreachable(a, closed))]
+            if not silent:
                 return time.monotonic() - start
         if time.monotonic() > deadline:
             if seen and not proc_listeners.accepts_on(seen, address, port):
                 hint = (f" (it listens on {', '.join(hostport(a, p) for a, p in seen)} only: a loopback-only "
                         "listener cannot be reached from another network namespace; listen on 0.0.0.0 or ::)")
             elif seen:
-                hint = f" (it listens, but {' or '.join((address, *also))} does not answer from here)"
+                hint = (f" (it listens, but a connection from here to its closed port {closed} got no reset at "
+                        f"{' and '.join(silent)})")
             else:
                 hint = (f" (nothing is bound to UDP port {port}" if udp else f" (nothing listens on port {port}") \
                     + " in its network namespace)"
