@@ -1,4 +1,5 @@
-"""udpclient.Exchange: late answers are owed answers, never wrong or extra ones."""
+"""udpclient: Exchange (late answers are owed answers, never wrong or extra ones) and
+PortUnreachables (only the ICMP messages about the given ports count)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ import socket
 import threading
 import time
 
-from echoconf.udpclient import Exchange, udp_socket
+import os
+
+import pytest
+
+from echoconf.udpclient import Exchange, PortUnreachables, udp_socket
 
 
 def test_a_late_answer_to_a_retried_request_is_not_taken_for_a_wrong_one() -> None:
@@ -52,3 +57,24 @@ def test_an_answer_owed_to_nothing_is_unasked_at_once() -> None:
         assert time.monotonic() - t0 < 2.0  # not the whole try: a wrong answer is not a lost one
         assert ex.unasked == [b"tru"]
     srv.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a raw ICMP socket needs root")
+@pytest.mark.parametrize("family,host", [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")])
+def test_port_unreachables_count_only_the_ports_asked_about(family: int, host: str) -> None:
+    """Datagrams to closed ports, two of them ours: each draws an ICMP port unreachable on
+    loopback, and only ours count, however many others the host sees meanwhile."""
+    closed = []
+    for _ in range(5):
+        with socket.socket(family, socket.SOCK_DGRAM) as s:  # bound, then closed: a free port
+            s.bind((host, 0))
+            closed.append(s.getsockname()[1])
+    watch = PortUnreachables(family)
+    try:
+        assert watch.watching
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            for port in closed:
+                s.sendto(b"x", (host, port))
+        assert watch.count(set(closed[:2])) == 2
+    finally:
+        watch.close()

@@ -97,6 +97,62 @@ def no_ports() -> int | None:
     return total
 
 
+class PortUnreachables:
+    """The ICMP (ICMPv6) port unreachable messages that this host's loopback carries for UDP
+    datagrams to given ports: what a server's answers met when their clients had gone. Read
+    from a raw socket (root), so that only this case's own clients count, whatever else runs on
+    the host at the time; `watching` is False where that cannot be had (no root), and then
+    `count` is None. Open it before the answers are sent; `count` takes what came since."""
+
+    def __init__(self, family: int) -> None:
+        self.family = family
+        proto = socket.IPPROTO_ICMPV6 if family == socket.AF_INET6 else socket.IPPROTO_ICMP
+        try:
+            self._sock: socket.socket | None = socket.socket(family, socket.SOCK_RAW, proto)
+            self._sock.setblocking(False)
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        except OSError:
+            self._sock = None
+        self._seen = 0
+
+    @property
+    def watching(self) -> bool:
+        return self._sock is not None
+
+    def _quoted_port(self, pkt: bytes) -> int | None:
+        """The destination port of the UDP datagram an ICMP port unreachable quotes."""
+        if self.family == socket.AF_INET6:
+            icmp = pkt  # a raw ICMPv6 socket gets no IPv6 header
+            if len(icmp) < 8 + 40 + 4 or icmp[0] != 1 or icmp[1] != 4 or icmp[8 + 6] != socket.IPPROTO_UDP:
+                return None
+            return int.from_bytes(icmp[8 + 40 + 2:8 + 40 + 4], "big")
+        if len(pkt) < 20:
+            return None
+        icmp = pkt[(pkt[0] & 0x0F) * 4:]  # after its IPv4 header
+        if len(icmp) < 8 + 20 or icmp[0] != 3 or icmp[1] != 3:
+            return None
+        inner = icmp[8:]
+        ihl = (inner[0] & 0x0F) * 4
+        if inner[9] != socket.IPPROTO_UDP or len(inner) < ihl + 4:
+            return None
+        return int.from_bytes(inner[ihl + 2:ihl + 4], "big")
+
+    def count(self, ports: set[int]) -> int | None:
+        if self._sock is None:
+            return None
+        while True:
+            try:
+                pkt = self._sock.recv(1 << 16)
+            except (BlockingIOError, InterruptedError):
+                return self._seen
+            if self._quoted_port(pkt) in ports:
+                self._seen += 1
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+
+
 def probe(addr: Addr, timeout: float = 1.0) -> str | None:
     """The liveness probe of a UDP-only server: b"ping" answered with b"ping" within `timeout`
     seconds (times the TIME_SCALE; two tries, a datagram may be lost). None when it passed,
