@@ -5,21 +5,16 @@ from __future__ import annotations
 
 import time
 
-from echoconf import client
 from echoconf.caselib import MiB, Ctx, case
 from echoconf.oracle import CaseFailure, fail
 from echoconf.steps import SPIN_LIMIT, runnable_during, with_death
 from echoconf.target import Target, fd_count, proc_stat, stopped
 from echoconf.udpclient import Exchange, udp_socket
 
-from .test_udp import WAIT, exact
+from .test_udp import exact
 
 CLIENTS, VANISHING = 512, 64
 RSS_LIMIT = 16 * MiB  # 512 clients: 32 KiB each, where a correct server keeps nothing per client
-
-
-def _wait() -> float:
-    return WAIT * client.TIME_SCALE
 
 
 def _settled_fds(pid: int, base: int, bound: float) -> int:

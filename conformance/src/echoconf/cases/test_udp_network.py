@@ -22,7 +22,7 @@ from echoconf.steps import with_death
 from echoconf.target import OwnedServer, Target
 from echoconf.udpclient import Exchange, recv_until, udp_socket
 
-from .test_udp import MAX6, WAIT, exact
+from .test_udp import MAX6, exact
 
 # A second address of the server's own host. All of 127.0.0.0/8 is loopback, so 127.0.0.2 is
 # there in every network namespace; IPv6 loopback is ::1 alone, so the instance's namespace gets
@@ -30,10 +30,6 @@ from .test_udp import MAX6, WAIT, exact
 OTHER4, OTHER6 = "127.0.0.2", "fd00:ec0::2"
 # Services that answer whatever they get (CERT CA-1996-01): chargen, echo, daytime, time.
 AMPLIFIERS = (19, 7, 13, 37)
-
-
-def _wait() -> float:
-    return WAIT * client.TIME_SCALE
 
 
 def _same(a: str, b: str) -> bool:
