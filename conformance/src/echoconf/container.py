@@ -53,6 +53,7 @@ class DockerTarget(Target):
         self._mem: int | None = None
         self._checked = False
         self._net: tuple[str, dict[str, str]] | None = None  # (network, addresses) while cut off
+        self._running: tuple[int, str, dict[str, Any]] | None = None  # (pid, its start time, state)
 
     # -- Docker ------------------------------------------------------------------------
     def _container(self) -> Any:
@@ -78,8 +79,17 @@ class DockerTarget(Target):
         return self._ctr
 
     def _state(self) -> dict[str, Any]:
+        """The container's state as the engine reports it. While it runs and this host sees its
+        processes, its first process standing (same pid, same start time) is proof enough that
+        it still runs: the harness asks after every case and before each look at the process,
+        hundreds of times a run, and an inspection costs the engine more CPU than the server
+        under test gets. Anything else (gone, a zombie, another process with that number) asks
+        the engine."""
         import docker.errors
 
+        if self._running is not None and _proc_start(self._running[0]) == self._running[1]:
+            return self._running[2]
+        self._running = None
         ctr = self._container()
         try:
             ctr.reload()
@@ -87,7 +97,17 @@ class DockerTarget(Target):
             return {"Status": "removed", "ExitCode": -1, "OOMKilled": False}
         except docker.errors.DockerException as e:
             raise HarnessError(f"cannot inspect container {self.container}: {e}") from e
-        return ctr.attrs.get("State") or {}
+        st = ctr.attrs.get("State") or {}
+        pid = int(st.get("Pid") or 0)
+        if st.get("Status") == "running" and self._seen and _seen_here(pid, ctr.id) is None:
+            start = _proc_start(pid)
+            if start is not None:
+                self._running = (pid, start, st)
+        return st
+
+    def _forget_state(self) -> None:
+        """The harness changes the container's state itself (pause, kill, start): ask again."""
+        self._running = None
 
     def _log_tail(self, lines: int = 40) -> str:
         """The last lines the container's current (or last) run wrote, stdout and stderr: its
@@ -160,6 +180,15 @@ class DockerTarget(Target):
             raise HarnessError(f"the processes of container {self.container} cannot be seen from here ({why})")
         return pid
 
+    def tree_pids(self) -> list[int]:
+        """Every live process of the container: its cgroup's list, or, where that cannot be
+        read, its first process's session (see Target.tree_pids)."""
+        from . import proctree
+
+        session = self.session
+        pids = proctree.cgroup_pids(session)
+        return pids if pids is not None else proctree.session_pids(session)
+
     @property
     def pid(self) -> int:
         """The server's main process: the container's first process, or, when that is an init
@@ -230,6 +259,7 @@ class DockerTarget(Target):
         end = time.monotonic() + self.restart_timeout
         last = ""
         while True:
+            self._forget_state()
             try:
                 self._container().start()
                 self._wait_listening(max(0.5, end - time.monotonic()))
@@ -320,9 +350,11 @@ class DockerTarget(Target):
 
     def pause(self) -> None:
         """Freeze every process of the server (cgroup freezer); its kernel sockets stay."""
+        self._forget_state()
         self._container().pause()
 
     def unpause(self) -> None:
+        self._forget_state()
         self._container().unpause()
 
     def _network(self) -> tuple[Any, dict[str, str]]:
@@ -364,6 +396,7 @@ class DockerTarget(Target):
 
         start = time.monotonic()
         ctr = self._container()
+        self._forget_state()
         ctr.kill(signal="SIGKILL")
         ctr.wait(timeout=int(timeout) + 1)
         ctr.start()
@@ -386,6 +419,18 @@ def _seen_here(pid: int, container_id: str) -> str | None:
     if not os.access(f"/proc/{pid}/fd", os.R_OK):
         return "reading their descriptors needs root"
     return None
+
+
+def _proc_start(pid: int) -> str | None:
+    """When process `pid` started (field 22 of /proc/PID/stat, in clock ticks since boot), or None
+    when there is no such process or it is a zombie: a number reused by another process has
+    another start time."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return None if not fields or fields[0] in ("Z", "X") else fields[19]
 
 
 def _epoch(stamp: str | None) -> float | None:
