@@ -370,9 +370,12 @@ def _private_run(image: str, out: Path, cases: list[str], *extra: str,
     return p, outcomes(load_report(out / env_profile))
 
 
-def test_reference_image_passes_the_private_instance_cases(tmp_path: Path) -> None:
-    p, got = _private_run("echoconf:latest", tmp_path, PRIVATE, "--command-in-image", "echo-epoll --port 7",
-                          "--strict")
+@pytest.mark.parametrize("command", ["echo-epoll --port 7", "echo-epoll --port {port}"],
+                         ids=["own-namespaces", "neighbours"])
+def test_reference_image_passes_the_private_instance_cases(command: str, tmp_path: Path) -> None:
+    """With a fixed port each instance gets a network namespace of its own; with `{port}` those
+    whose network is the run's server's join its namespace on ports of their own."""
+    p, got = _private_run("echoconf:latest", tmp_path, PRIVATE, "--command-in-image", command, "--strict")
     assert p.returncode == 0, p.stdout + p.stderr
     assert {c: got[c] for c in PRIVATE} == {c: "passed" for c in PRIVATE}, got
 

@@ -35,7 +35,10 @@ class Fresh:
     container then needs a second one that keeps the namespace; a local process has it).
     `ahead`: it may be started before the case (under --image, in the background); False for a
     case that times the instance's start against its restart, under the same load.
-    `addresses`: more addresses on the loopback of its network namespace (one of its own)."""
+    `addresses`: more addresses on the loopback of its network namespace (one of its own).
+    `shared`: the case only exchanges data with it (no signal, limit, kill or measure of its
+    process), so under --image the cases that declare instances alike but for `addresses` may
+    take one container in turn."""
 
     hold_fds: int = 0
     host: str | None = None
@@ -44,6 +47,7 @@ class Fresh:
     client_buffers: int | None = None
     restarts: bool = False
     ahead: bool = True
+    shared: bool = False
 
     @property
     def sysctl_map(self) -> dict[str, str]:

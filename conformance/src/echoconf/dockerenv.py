@@ -29,6 +29,7 @@ BASE_IMAGE = "debian:bookworm-slim"
 DOCKERFILE = "docker/Dockerfile"
 LABEL = "org.echoconf"  # every container and network this module creates carries LABEL.lab
 PROFILE_LABEL = f"{LABEL}.profile"  # on a server container: the environment profile it runs under
+COMMAND_LABEL = f"{LABEL}.command"  # on a server container: its command, JSON, `{port}` unsubstituted
 HOLD_FDS_PATH = "/.echoconf-hold-fds"  # where a server container sees echoconf-hold-fds
 CONTEXT_LABEL = "org.echoconf.context"  # image label: hash of the build context it was built from
 READY_TIMEOUT = 10.0

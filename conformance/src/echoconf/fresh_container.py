@@ -24,6 +24,7 @@ and environment profile), on an internal network of this harness's own `lab.Lab`
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import socket
 import threading
 from typing import Any, Callable
@@ -40,10 +41,33 @@ class CannotRun(HarnessError):
     """The case's private instance cannot be had in this environment (the report says why)."""
 
 
-def launch(lab: Any, template: DockerTarget, inst: Fresh) -> Any:
-    """Start a private container of `template`'s image with `inst`'s settings on `lab`'s
-    network; returns the `lab.ServerContainer` once it listens. CannotRun when the instance
-    cannot be had here, HarnessError when it does not start."""
+def neighbour_command(template: DockerTarget, inst: Fresh) -> list[str] | None:
+    """The command with which `inst` can run as a neighbour of the run's server, in its network
+    namespace on another port, or None when it needs a namespace of its own: sysctls of its
+    own, an address family the run's server's network lacks, or a command that cannot be told
+    another port (an image's own command; a --command-in-image without `{port}`)."""
+    import json
+
+    from . import dockerenv as de
+
+    holder = template._holder
+    labels = (template._container().attrs.get("Config") or {}).get("Labels") or {}
+    command = json.loads(labels.get(de.COMMAND_LABEL) or "null")
+    if holder is None or not command or not any("{port}" in part for part in command) or inst.sysctls:
+        return None
+    if inst.host is not None and ":" in inst.host:
+        nets = (holder.attrs.get("NetworkSettings") or {}).get("Networks") or {}
+        if not any(n.get("GlobalIPv6Address") for n in nets.values()):
+            return None
+    return list(command)
+
+
+def launch(lab: Any, template: DockerTarget, inst: Fresh, port: Callable[[], int]) -> Any:
+    """Start a private container of `template`'s image with `inst`'s settings: as a neighbour of
+    the run's server (in its network namespace, on the port `port()` gives) when it can be
+    (`neighbour_command`), else on `lab`'s network in a namespace of its own. Returns the
+    `lab.ServerContainer` once it listens. CannotRun when the instance cannot be had here,
+    HarnessError when it does not start."""
     import docker.errors
 
     from . import dockerenv as de
@@ -54,7 +78,8 @@ def launch(lab: Any, template: DockerTarget, inst: Fresh) -> Any:
     prof = de.env_profile((cfg.get("Labels") or {}).get(de.PROFILE_LABEL, "default"))
     ipv6 = inst.host is not None and ":" in inst.host
     want = inst.sysctl_map
-    if ipv6:
+    command = neighbour_command(template, inst)
+    if ipv6 and command is None:
         want = {**de.ENV_PROFILES["ipv6"].sysctls, **want}
     launcher = None
     nofile = None
@@ -68,11 +93,14 @@ def launch(lab: Any, template: DockerTarget, inst: Fresh) -> Any:
             raise CannotRun(f"{HOLD_FDS_BINARY} not found in {', '.join(map(str, registry.bin_dirs()))}: "
                             f"{registry.BUILD_HINT}")
         launcher = str(path)
+    where: dict[str, Any] = {"command": cfg.get("Cmd"), "port": template.addr[1], "sysctls": want, "ipv6": ipv6,
+                             "restartable": inst.restarts}
+    if command is not None:
+        where = {"command": command, "port": port(), "neighbour_of": template._holder}
     try:
         return lab.start_server(
-            cfg.get("Image") or ctr.image.tags[0], cfg.get("Cmd"), template.addr[1], prof,
-            name=f"fresh-{ctr.name[-12:]}", sysctls=want, ipv6=ipv6, hold_fds=inst.hold_fds,
-            hold_fds_launcher=launcher, nofile=nofile, restartable=inst.restarts, udp=template.udp)
+            cfg.get("Image") or ctr.image.tags[0], profile_name=prof, name=f"fresh-{ctr.name[-12:]}",
+            hold_fds=inst.hold_fds, hold_fds_launcher=launcher, nofile=nofile, udp=template.udp, **where)
     except (de.DockerEnvError, docker.errors.DockerException) as e:
         # The engine's failure, never the server's: a harness error, not a verdict.
         raise HarnessError(f"could not start a private instance of the server image: "
@@ -92,8 +120,9 @@ class FreshContainer(DockerTarget):
         self._srv = srv
         self._retire = retire
         self.first_start = srv.first_start or 0.0
-        # Under the ipv6 environment profile its IPv6 address, as for the run's server.
-        super().__init__(srv.name, srv.address, template.addr[1])
+        # Under the ipv6 environment profile its IPv6 address, as for the run's server; a
+        # neighbour of the run's server has that server's address and a port of its own.
+        super().__init__(srv.name, srv.address, srv.port)
         self._factory = factory
         self.ipv4_address: str = srv.ipv4
         self.ipv6_address: str | None = srv.ipv6
@@ -113,6 +142,7 @@ class FreshContainer(DockerTarget):
         """SIGKILL the server (its container's processes); the network namespace stays."""
         import docker.errors
 
+        self._forget_state()
         try:
             self._srv.kill()
         except docker.errors.DockerException as e:
@@ -124,6 +154,7 @@ class FreshContainer(DockerTarget):
         from . import dockerenv as de
         import docker.errors
 
+        self._forget_state()
         try:
             self._srv.restart(self.restart_timeout)
         except de.ServerDied as e:
@@ -155,14 +186,20 @@ def tiny_buffers_factory(size: int = 4096) -> SocketFactory:
 
 
 class FreshContainers:
-    """The private instances of one run: started on an internal network of a `Lab` made on
-    first use (the holder image is the run's server's own holder's), removed with it.
+    """The private instances of one run: neighbours of the run's server where they can be
+    (`neighbour_command`), else on an internal network of a `Lab` made on first use (the
+    holder image is the run's server's own holder's); removed with it.
 
-    Each takes one to four seconds to start (two containers; an IPv6 address must first pass
-    duplicate address detection). The instances the run's cases declare are started in the
-    background (`prepare`), two at a time, while the cases before them run; a case takes its
-    own when it starts, or starts one then if none was prepared. Each is stopped and removed
-    in the background too, once its case is over."""
+    A container start costs the engine most of a CPU-second when it makes a network namespace,
+    a third of that when it joins one, and it takes up to four seconds more when an IPv6
+    address must first pass duplicate address detection. So the instances the run's cases
+    declare are started in the background (`prepare`), two at a time, while the cases before
+    them run; a case takes its own when it starts, or starts one then if none was prepared.
+    Each is stopped and removed in the background too, once its case is over, except a
+    `shared` one: the cases that declare it take the same container in turn, a new one only
+    after it died."""
+
+    FIRST_PORT = 20000  # neighbours listen from here up: below the kernel's ephemeral ports
 
     def __init__(self, template: DockerTarget) -> None:
         self.template = template
@@ -170,6 +207,30 @@ class FreshContainers:
         self._lock = threading.Lock()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._ready: dict[Fresh, list[concurrent.futures.Future[Any]]] = {}
+        self._shared: dict[Fresh, Any] = {}  # a shared instance's container, by its key
+        self._addresses: dict[int, set[str]] = {}  # addresses added, by the namespace's holder pid
+        self._last_port = self.FIRST_PORT - 1
+
+    @staticmethod
+    def _key(inst: Fresh) -> Fresh:
+        """Shared instances differ by their network alone; the addresses a case adds go to the
+        one container they share."""
+        return dataclasses.replace(inst, addresses=()) if inst.shared else inst
+
+    def _port(self) -> int:
+        """A port for a neighbour: none that the run's server's namespace binds or gave before."""
+        from . import dockerenv as de
+
+        with self._lock:
+            holder = self.template._holder
+            used = {p for _, p in (de.listeners(holder) or []) + (de.listeners(holder, udp=True) or [])}
+            self._last_port += 1
+            while self._last_port in used or self._last_port == self.template.addr[1]:
+                self._last_port += 1
+            return self._last_port
+
+    def _launch(self, inst: Fresh) -> Any:
+        return launch(self._lab_here(), self.template, inst, self._port)
 
     def unavailable(self) -> str | None:
         """Why private instances cannot be started here, or None."""
@@ -201,26 +262,47 @@ class FreshContainers:
     def prepare(self, wanted: list[Fresh]) -> None:
         """Start these instances in the background, in this order (the cases' order)."""
         for inst in wanted:
-            fut = self._background().submit(lambda i=inst: launch(self._lab_here(), self.template, i))
-            self._ready.setdefault(inst, []).append(fut)
+            key = self._key(inst)
+            if inst.shared and key in self._ready:
+                continue
+            fut = self._background().submit(self._launch, key)
+            self._ready.setdefault(key, []).append(fut)
 
     def _retire(self, srv: Any) -> None:
         self._background().submit(srv.stop, timeout=2)
 
+    def _retire_shared(self, srv: Any) -> None:
+        """Kept for the next case that shares it, unless it died (then that case starts another)."""
+        if not srv.alive():
+            with self._lock:
+                self._shared = {k: v for k, v in self._shared.items() if v is not srv}
+            self._retire(srv)
+
     def start(self, inst: Fresh) -> FreshContainer:
-        """A private instance with `inst`'s settings: a prepared one, or one started now."""
-        queued = self._ready.get(inst)
-        srv = queued.pop(0).result() if queued else launch(self._lab_here(), self.template, inst)
+        """A private instance with `inst`'s settings: the shared one while it lives, a prepared
+        one, or one started now."""
+        key = self._key(inst)
+        srv = self._shared.get(key) if inst.shared else None
+        if srv is None:
+            queued = self._ready.get(key)
+            srv = queued.pop(0).result() if queued else self._launch(key)
+            if inst.shared:
+                self._shared[key] = srv
         factory = tiny_buffers_factory(inst.client_buffers) if inst.client_buffers else None
-        fresh = FreshContainer(srv, self.template, factory, retire=self._retire)
+        fresh = FreshContainer(srv, self.template, factory,
+                               retire=self._retire_shared if inst.shared else self._retire)
         if inst.addresses:
             from .netns import NetnsUnavailable, add_addresses
 
+            # Once per namespace: a neighbour's is the run's server's, a shared one's outlives the case.
+            holder_pid = fresh.session if srv._holder is None else int(srv._holder.attrs["State"]["Pid"])
+            done = self._addresses.setdefault(holder_pid, set())
             try:
-                add_addresses(fresh.pid, inst.addresses)
+                add_addresses(fresh.pid, tuple(a for a in inst.addresses if a not in done))
             except NetnsUnavailable as e:
                 fresh.stop()
                 raise CannotRun(f"could not add {', '.join(inst.addresses)} to the server's network: {e}") from None
+            done.update(inst.addresses)
         return fresh
 
     def close(self) -> None:

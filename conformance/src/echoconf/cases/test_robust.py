@@ -454,7 +454,7 @@ def test_restart_rebind(fresh_server: Callable[[], OwnedServer], ctx: Ctx) -> No
 
 @case("robust.ipv6", "robust", "echo over IPv6: [::1] (and 127.0.0.1) for a server the harness runs on ::, "
       "the target host's own IPv6 address for a remote one", fm=["FM-17"],
-      needs=["ipv6"], fresh=Fresh(host="::"),
+      needs=["ipv6"], fresh=Fresh(host="::", shared=True),
       grade="must", why="a server that declares IPv6 must echo over it as over IPv4")
 def test_ipv6(server: Target, request: pytest.FixtureRequest) -> None:
     srv: Target = server

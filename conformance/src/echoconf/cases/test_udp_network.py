@@ -45,7 +45,7 @@ def _wildcard(socks: list[tuple[str, int]], port: int, family: int) -> bool:
 
 @case("udp.reply-source", "derived", f"a server bound to a wildcard address answers a datagram sent to a "
       f"second address of its host ({OTHER4}; {OTHER6} over IPv6) from that address, not from the one "
-      "its route to the client prefers", needs=["udp"], fresh=Fresh(host="::", addresses=(OTHER6,)),
+      "its route to the client prefers", needs=["udp"], fresh=Fresh(host="::", addresses=(OTHER6,), shared=True),
       grade="should", why="RFC 1122 4.1.3.5: a reply should leave from the specific address the request was "
       "sent to; a client with a connected socket, or a stateful firewall, never sees an answer from another "
       "address, so on a host with several addresses its echo is lost")
@@ -167,7 +167,7 @@ def test_udp_loop_safety(server: Target, ctx: Ctx) -> None:
 
 @case("udp.ipv6", "derived", f"over IPv6 ([::1] for a server the harness runs on ::, the target host's own IPv6 "
       f"address for a remote one), datagrams of 0, 1, 1232, 8192 and {MAX6} bytes (IPv6's largest) are each "
-      "answered exactly", needs=["udp", "ipv6"], fresh=Fresh(host="::"),
+      "answered exactly", needs=["udp", "ipv6"], fresh=Fresh(host="::", shared=True),
       grade="must", why="a server that declares IPv6 must answer over it as over IPv4; IPv6 carries 20 bytes "
       "more per datagram than IPv4", fm=["FM-17"])
 def test_udp_ipv6(server: Target, ctx: Ctx, fresh_server: Callable[..., Target]) -> None:
