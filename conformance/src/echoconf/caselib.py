@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 import zlib
@@ -201,8 +202,9 @@ class Ctx:
 
     def payload(self, n: int, salt: str = "") -> bytes:
         """n seeded pseudo-random bytes. Payloads from 1 MiB to the pool size are windows of
-        one per-run pool (generating 64 MiB costs a third of a second each time); a window is
-        chosen by the case id, salt and size, and never repeats within itself."""
+        one per-run pool (made once: 64 MiB cost a third of a CPU-second even from SHAKE, over
+        twice that from random.Random); a window is chosen by the case id, salt and size, and
+        never repeats within itself."""
         if n < MiB or n > POOL_SIZE:
             return self.rng(f"payload/{salt}/{n}").randbytes(n)
         pool = _pool(self.seed)
@@ -217,5 +219,5 @@ _POOLS: dict[int, bytes] = {}
 def _pool(seed: int) -> bytes:
     if seed not in _POOLS:
         _POOLS.clear()
-        _POOLS[seed] = random.Random(seed * 1_000_003 + 862).randbytes(POOL_SIZE)
+        _POOLS[seed] = hashlib.shake_128(f"echoconf payload pool {seed}".encode()).digest(POOL_SIZE)
     return _POOLS[seed]

@@ -9,6 +9,7 @@ How each stream ended is recorded as FIN, RST or timeout.
 from __future__ import annotations
 
 import errno
+import functools
 import selectors
 import socket
 import struct
@@ -262,8 +263,10 @@ class Flow:
     _last_progress: float = 0.0
     _done_writing: bool = False
 
-    @property
+    @functools.cached_property
     def total(self) -> int:
+        """Bytes to send (the chunks are the plan: they do not change once the flow is made);
+        asked after every read of an exchange, so counted once."""
         return sum(len(c) for c in self.chunks)
 
     @property
