@@ -10,9 +10,9 @@ across the container boundary: pause/resume, network cut, kill/restart). Two cel
 REPORTS/matrix.html, REPORTS/matrix.json, REPORTS/junit.xml (every cell) and each cell's harness
 reports under REPORTS/<server>/<profile>/.
 
-The default plan keeps the run at about five minutes and a half on two cores and the coverage honest: the
-profiles that change how bytes move (`default`, `tiny-buffers`) get the default suite and the
-fault cases; the profiles that constrain the process or the network family (`low-nofile`,
+The default plan keeps the run at about five minutes and a half on two cores and the coverage
+honest: the profiles that change how bytes move (`default`, `tiny-buffers`) get the default suite
+and the fault cases; the profiles that constrain the process or the network family (`low-nofile`,
 `memory`, `cpu`, `ipv6`) get the quick suite (every case, smaller sizes and fewer examples).
 `--full` gives every cell the default suite and the fault cases; `--profile` forces one suite
 depth everywhere. As in `echoconf run`, `--env-profile` names the hostile environments and

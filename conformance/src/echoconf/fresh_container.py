@@ -2,8 +2,10 @@
 fresh_server) when the suite runs under `echoconf run --image`.
 
 Locally those cases start the server command again (`target.OwnedServer`). Here they start the
-image under test again, as the run's server container was started (same image, command, port
-and environment profile), on an internal network of this harness's own `lab.Lab`:
+image under test again, as the run's server container was started (same image, command and
+environment profile): in that container's network namespace on a port of its own where its
+command takes `{port}` and the instance needs no network of its own (`neighbour_command`), else
+on an internal network of this harness's own `lab.Lab`:
 
 - robust.fd-exhaustion lowers RLIMIT_NOFILE with prlimit(2) on the server's pid, and robust.eintr
   sends it SIGSTOP and SIGCONT, both as this host sees the process (the harness runs on the
@@ -50,8 +52,8 @@ def neighbour_command(template: DockerTarget, inst: Fresh) -> list[str] | None:
 
     from . import dockerenv as de
 
-    holder = template._holder
     labels = (template._container().attrs.get("Config") or {}).get("Labels") or {}
+    holder = template._holder  # known once the container is
     command = json.loads(labels.get(de.COMMAND_LABEL) or "null")
     if holder is None or not command or not any("{port}" in part for part in command) or inst.sysctls:
         return None
