@@ -19,6 +19,7 @@ import os
 import time
 from typing import Any
 
+from . import proctree
 from .client import Addr
 from .target import HarnessError, Target
 
@@ -87,7 +88,7 @@ class DockerTarget(Target):
         the engine."""
         import docker.errors
 
-        if self._running is not None and _proc_start(self._running[0]) == self._running[1]:
+        if self._running is not None and proctree.start_time(self._running[0]) == self._running[1]:
             return self._running[2]
         self._running = None
         ctr = self._container()
@@ -100,7 +101,7 @@ class DockerTarget(Target):
         st = ctr.attrs.get("State") or {}
         pid = int(st.get("Pid") or 0)
         if st.get("Status") == "running" and self._seen and _seen_here(pid, ctr.id) is None:
-            start = _proc_start(pid)
+            start = proctree.start_time(pid)
             if start is not None:
                 self._running = (pid, start, st)
         return st
@@ -183,8 +184,6 @@ class DockerTarget(Target):
     def tree_pids(self) -> list[int]:
         """Every live process of the container: its cgroup's list, or, where that cannot be
         read, its first process's session (see Target.tree_pids)."""
-        from . import proctree
-
         session = self.session
         pids = proctree.cgroup_pids(session)
         return pids if pids is not None else proctree.session_pids(session)
@@ -419,18 +418,6 @@ def _seen_here(pid: int, container_id: str) -> str | None:
     if not os.access(f"/proc/{pid}/fd", os.R_OK):
         return "reading their descriptors needs root"
     return None
-
-
-def _proc_start(pid: int) -> str | None:
-    """When process `pid` started (field 22 of /proc/PID/stat, in clock ticks since boot), or None
-    when there is no such process or it is a zombie: a number reused by another process has
-    another start time."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rpartition(")")[2].split()
-    except OSError:
-        return None
-    return None if not fields or fields[0] in ("Z", "X") else fields[19]
 
 
 def _epoch(stamp: str | None) -> float | None:

@@ -69,13 +69,20 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
-def _live(pid: int) -> bool:
-    """Whether `pid` runs: neither gone nor a zombie."""
+def start_time(pid: int) -> str | None:
+    """When process `pid` started (field 22 of /proc/PID/stat, clock ticks since boot), or None
+    when it is gone or a zombie: a number reused by another process has another start time."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return False
+            fields = f.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return None if len(fields) < 20 or fields[0] in ("Z", "X") else fields[19]
+
+
+def _live(pid: int) -> bool:
+    """Whether `pid` runs: neither gone nor a zombie."""
+    return start_time(pid) is not None
 
 
 def _cmdline(pid: int) -> str | None:
@@ -118,15 +125,16 @@ def cgroup_pids(pid: int) -> list[int] | None:
         return None
     for line in lines:
         _, controllers, path = line.split(":", 2)
-        for where in ([Path("/sys/fs/cgroup/pids")] if controllers == "pids"
-                      else [Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified")] if controllers == "" else []):
-            try:
-                text = (where / path.lstrip("/") / "cgroup.procs").read_text()
-            except OSError:
-                continue
-            pids = [p for p in map(int, text.split()) if _live(p)]
-            if pid in pids or not _live(pid):
-                return pids
+        where = Path("/sys/fs/cgroup/pids") if controllers == "pids" else _cgroup2_mount() if controllers == "" else None
+        if where is None:
+            continue
+        try:
+            text = (where / path.lstrip("/") / "cgroup.procs").read_text()
+        except OSError:
+            continue
+        pids = [p for p in map(int, text.split()) if _live(p)]
+        if pid in pids or not _live(pid):
+            return pids
     return None
 
 
