@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     order = sorted(range(len(todo)), key=lambda i: -(cost[todo[i][2]] + todo[i][3]))
     results: dict[int, Cell] = {}
     try:
-        with Lab(log=log) as lab, concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        with Lab(ipv6=True, log=log) as lab, concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
             futs = {pool.submit(run_cell, lab, run_image, server, prof, reports, suite, faults,
                                 args.cell_timeout, args.port, command): i
                     for i in order for server, prof, suite, faults in [todo[i]]}

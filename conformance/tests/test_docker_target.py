@@ -17,7 +17,8 @@ from echoconf import container as ct  # noqa: E402
 from echoconf import dockerenv as de  # noqa: E402
 from echoconf import proctree  # noqa: E402
 from echoconf.caselib import Fresh  # noqa: E402
-from echoconf.fresh_container import neighbour_command  # noqa: E402
+from echoconf import shared_ns  # noqa: E402
+from echoconf.fresh_container import placement  # noqa: E402
 
 
 class Ctr:
@@ -109,38 +110,91 @@ def test_cgroup_pids_lists_this_process() -> None:
 
 # --------------------------------------------------------------------------------------------
 # Private instances join the run's server's network namespace on a port of their own where
-# nothing about their network differs; else they get a namespace of their own.
+# nothing about their network differs, else a namespace that the harnesses of the server's lab
+# share; a namespace of their own only where their command cannot be told another port.
 
 TEMPLATE = ["echo-epoll", "--port", "{port}"]
 V4 = {"net": {"IPAddress": "10.0.0.2"}}
 V6 = {"net": {"IPAddress": "10.0.0.2", "GlobalIPv6Address": "fd00::2"}}
+TINY = (("net.ipv4.tcp_wmem", "4096 4096 4096"),)
+DAD = de.ENV_PROFILES["ipv6"].sysctls
 
 
-def main(command: list[str] | None, networks: dict[str, dict[str, str]] = V4, holder: bool = True) -> ct.DockerTarget:
-    labels = {de.COMMAND_LABEL: json.dumps(command)} if command is not None else {}
-    return target(Ctr(labels=labels), Ctr(networks=networks) if holder else None)
+def main(command: list[str] | None, networks: dict[str, dict[str, str]] = V4, holder: bool = True,
+         profile: str = "default") -> ct.DockerTarget:
+    labels = {de.PROFILE_LABEL: profile, **({de.COMMAND_LABEL: json.dumps(command)} if command is not None else {})}
+    ns = Ctr(networks=networks)
+    ns.attrs["HostConfig"] = {"Sysctls": de.ENV_PROFILES[profile].sysctls or None}
+    return target(Ctr(labels=labels), ns if holder else None)
+
+
+class Shared:
+    """Stands for shared_ns.holder: records what was asked, answers with a holder or None."""
+
+    def __init__(self, answer: Any = "shared holder") -> None:
+        self.answer = answer
+        self.asked: list[tuple[dict[str, str], bool]] = []
+
+    def __call__(self, beside: Any, sysctls: dict[str, str], ipv6: bool) -> Any:
+        self.asked.append((sysctls, ipv6))
+        return self.answer
 
 
 @pytest.mark.parametrize("inst", [Fresh(), Fresh(hold_fds=1016), Fresh(restarts=True, ahead=False)],
                          ids=["plain", "hold-fds", "restarts"])
-def test_an_instance_with_the_same_network_is_a_neighbour(inst: Fresh) -> None:
-    assert neighbour_command(main(TEMPLATE), inst) == TEMPLATE
+def test_an_instance_with_the_same_network_is_a_neighbour_of_the_server(inst: Fresh) -> None:
+    t, shared = main(TEMPLATE), Shared()
+    assert placement(t, inst, shared) == (TEMPLATE, t._holder)
+    assert shared.asked == []
 
 
 def test_an_ipv6_instance_is_a_neighbour_of_a_server_on_a_dual_stack_network() -> None:
-    inst = Fresh(host="::", shared=True)
-    assert neighbour_command(main(TEMPLATE, V6), inst) == TEMPLATE
-    assert neighbour_command(main(TEMPLATE, V4), inst) is None
+    t = main(TEMPLATE, V6)
+    assert placement(t, Fresh(host="::", shared=True), Shared()) == (TEMPLATE, t._holder)
+
+
+def test_an_ipv6_instance_of_a_server_on_an_ipv4_network_shares_a_dual_stack_namespace() -> None:
+    shared = Shared()
+    assert placement(main(TEMPLATE, V4), Fresh(host="::", shared=True), shared) == (TEMPLATE, "shared holder")
+    assert shared.asked == [(DAD, True)]
+
+
+def test_an_instance_with_sysctls_of_its_own_shares_a_namespace_with_them() -> None:
+    shared = Shared()
+    assert placement(main(TEMPLATE), Fresh(sysctls=TINY), shared) == (TEMPLATE, "shared holder")
+    assert shared.asked == [(dict(TINY), False)]
+
+
+def test_an_instance_with_the_sysctls_of_the_servers_profile_is_its_neighbour() -> None:
+    t = main(TEMPLATE, profile="tiny-buffers")
+    assert placement(t, Fresh(sysctls=TINY), Shared()) == (TEMPLATE, t._holder)
+
+
+def test_a_shared_namespace_keeps_the_servers_profile() -> None:
+    shared = Shared()
+    placement(main(TEMPLATE, profile="tiny-buffers"), Fresh(host="::", shared=True), shared)
+    assert shared.asked == [({**DAD, **de.ENV_PROFILES["tiny-buffers"].sysctls}, True)]
+
+
+def test_an_instance_has_a_namespace_of_its_own_where_none_is_shared() -> None:
+    assert placement(main(TEMPLATE), Fresh(sysctls=TINY), Shared(None)) is None
 
 
 @pytest.mark.parametrize("command", [None, ["echo-epoll", "--port", "7"]], ids=["image-command", "fixed-port"])
 def test_a_server_that_cannot_be_told_another_port_has_no_neighbours(command: list[str] | None) -> None:
-    assert neighbour_command(main(command), Fresh()) is None
-
-
-def test_an_instance_with_sysctls_of_its_own_is_not_a_neighbour() -> None:
-    assert neighbour_command(main(TEMPLATE), Fresh(sysctls=(("net.ipv4.tcp_wmem", "4096 4096 4096"),))) is None
+    shared = Shared()
+    assert placement(main(command), Fresh(), shared) is None
+    assert placement(main(command), Fresh(sysctls=TINY), shared) is None
+    assert shared.asked == []
 
 
 def test_a_server_without_a_namespace_holder_has_no_neighbours() -> None:
-    assert neighbour_command(main(TEMPLATE, holder=False), Fresh()) is None
+    assert placement(main(TEMPLATE, holder=False), Fresh(), Shared()) is None
+
+
+def test_shared_namespaces_are_named_by_their_settings_and_kept_apart_from_the_servers_addresses() -> None:
+    assert shared_ns.tag(dict(TINY), False) == shared_ns.tag(dict(TINY), False)
+    assert len({shared_ns.tag(dict(TINY), False), shared_ns.tag(dict(TINY), True), shared_ns.tag({}, True)}) == 3
+    # The lab's servers take host numbers below the shared holders' (lab._Net.next_addresses).
+    assert shared_ns.first_host(256) + shared_ns.SLOTS - 1 < 255
+    assert shared_ns.first_host(256) > 128

@@ -320,6 +320,36 @@ def test_server_cut_off_the_network_keeps_its_address() -> None:
         cut.reconnect()
         assert de.probe(a.address, a.port, timeout=2.0) is None
         assert de.probe(b.address, b.port, timeout=2.0) is None
+def test_the_harnesses_of_one_lab_share_a_namespace_which_the_lab_removes() -> None:
+    """The cells of docker/run each start their tiny-buffers and IPv6 instances in namespaces
+    they share (shared_ns): two asking at once get one holder, with the sysctls asked for, and
+    their servers' ports for neighbours lie apart."""
+    import concurrent.futures
+
+    import docker.errors
+
+    from echoconf import dockerenv as de
+    from echoconf import shared_ns
+    from echoconf.lab import Lab
+
+    tiny = dict(de.ENV_PROFILES["tiny-buffers"].sysctls)
+    with Lab(ipv6=True) as lab:
+        a = lab.start_server(de.IMAGE, "echo-epoll --port {port}", 7, "default")
+        b = lab.start_server(de.IMAGE, "echo-poll --port {port}", 7, "default")
+        assert a._server.labels[de.PORT_BLOCK_LABEL] != b._server.labels[de.PORT_BLOCK_LABEL]
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            got = list(pool.map(lambda s: shared_ns.holder(s._holder, tiny, False), [a, b]))
+        assert got[0].id == got[1].id
+        assert got[0].attrs["HostConfig"]["Sysctls"] == tiny
+        v6 = shared_ns.holder(a._holder, {}, True)
+        assert v6.id != got[0].id
+        assert any(n.get("GlobalIPv6Address") for n in v6.attrs["NetworkSettings"]["Networks"].values())
+        names = [got[0].name, v6.name]
+    for name in names:
+        with pytest.raises(docker.errors.NotFound):
+            de.client().containers.get(name)
+
+
 # --------------------------------------------------------------------------------------------
 # The harness on the Docker host sees the container's processes (/proc of Docker's State.Pid,
 # checked against its cgroup): the cases that observe the shared server run under --image as

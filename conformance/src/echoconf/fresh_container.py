@@ -3,9 +3,11 @@ fresh_server) when the suite runs under `echoconf run --image`.
 
 Locally those cases start the server command again (`target.OwnedServer`). Here they start the
 image under test again, as the run's server container was started (same image, command and
-environment profile): in that container's network namespace on a port of its own where its
-command takes `{port}` and the instance needs no network of its own (`neighbour_command`), else
-on an internal network of this harness's own `lab.Lab`:
+environment profile). Where its command takes `{port}`, an instance is a *neighbour* on a port
+of its own (`placement`): in the run's server's network namespace when the instance needs no
+other network, else in one that the harnesses of the server's lab share (`shared_ns`: the
+matrix's cells, the profiles of one `--image` run). Else it gets a namespace of its own on an
+internal network of this harness's own `lab.Lab`:
 
 - robust.fd-exhaustion lowers RLIMIT_NOFILE with prlimit(2) on the server's pid, and robust.eintr
   sends it SIGSTOP and SIGCONT, both as this host sees the process (the harness runs on the
@@ -18,7 +20,8 @@ on an internal network of this harness's own `lab.Lab`:
 - partial.tiny-buffers gives the instance's network namespace tcp_wmem/tcp_rmem of 4 KiB;
 - robust.ipv6 puts the instance on a dual-stack network;
 - udp.reply-source adds an address to the loopback of the instance's network namespace (with
-  nsenter, as this host's root);
+  nsenter, as this host's root; `ip addr replace`, for another run may have added it to a
+  shared namespace);
 - robust.fd-setsize runs the image's entrypoint under echoconf-hold-fds (a static binary,
   bind-mounted), which holds 1016 descriptors open and execs it in place.
 """
@@ -43,31 +46,47 @@ class CannotRun(HarnessError):
     """The case's private instance cannot be had in this environment (the report says why)."""
 
 
-def neighbour_command(template: DockerTarget, inst: Fresh) -> list[str] | None:
-    """The command with which `inst` can run as a neighbour of the run's server, in its network
-    namespace on another port, or None when it needs a namespace of its own: sysctls of its
-    own, an address family the run's server's network lacks, or a command that cannot be told
-    another port (an image's own command; a --command-in-image without `{port}`)."""
+def placement(template: DockerTarget, inst: Fresh,
+              shared: Callable[[Any, dict[str, str], bool], Any] | None = None) -> tuple[list[str], Any] | None:
+    """Where `inst` can run as a neighbour, as (its command, the holder of the network namespace
+    it joins): the run's server's namespace when that has the network the instance needs (the
+    same sysctls; IPv6 when it listens on "::"), else a namespace with that network that the
+    harnesses of the server's lab share (`shared`, by default `shared_ns.holder`). None when it
+    needs a namespace of its own: a command that cannot be told another port (an image's own
+    command; a --command-in-image without `{port}`), a server without a namespace holder, or
+    no lab to share a namespace in."""
     import json
 
     from . import dockerenv as de
+    from . import shared_ns
 
     labels = (template._container().attrs.get("Config") or {}).get("Labels") or {}
     holder = template._holder  # known once the container is
     command = json.loads(labels.get(de.COMMAND_LABEL) or "null")
-    if holder is None or not command or not any("{port}" in part for part in command) or inst.sysctls:
+    if holder is None or not command or not any("{port}" in part for part in command):
         return None
-    if inst.host is not None and ":" in inst.host:
-        nets = (holder.attrs.get("NetworkSettings") or {}).get("Networks") or {}
-        if not any(n.get("GlobalIPv6Address") for n in nets.values()):
-            return None
-    return list(command)
+    prof = de.env_profile(labels.get(de.PROFILE_LABEL, "default"))
+    ipv6 = prof.ipv6 or (inst.host is not None and ":" in inst.host)
+    want = {**prof.sysctls, **inst.sysctl_map}
+    # Duplicate address detection only delays a new address: a namespace whose address is
+    # already up serves without it.
+    dad = de.ENV_PROFILES["ipv6"].sysctls
+
+    def network(sysctls: dict[str, str]) -> dict[str, str]:
+        return {k: v for k, v in sysctls.items() if k not in dad}
+
+    nets = (holder.attrs.get("NetworkSettings") or {}).get("Networks") or {}
+    has_ipv6 = any(n.get("GlobalIPv6Address") for n in nets.values())
+    if network((holder.attrs.get("HostConfig") or {}).get("Sysctls") or {}) == network(want) and (has_ipv6 or not ipv6):
+        return list(command), holder
+    other = (shared or shared_ns.holder)(holder, {**dad, **want} if ipv6 else want, ipv6)
+    return (list(command), other) if other is not None else None
 
 
-def launch(lab: Any, template: DockerTarget, inst: Fresh, port: Callable[[], int]) -> Any:
-    """Start a private container of `template`'s image with `inst`'s settings: as a neighbour of
-    the run's server (in its network namespace, on the port `port()` gives) when it can be
-    (`neighbour_command`), else on `lab`'s network in a namespace of its own. Returns the
+def launch(lab: Any, template: DockerTarget, inst: Fresh, port: Callable[[Any], int]) -> Any:
+    """Start a private container of `template`'s image with `inst`'s settings: as a neighbour
+    (`placement`: in the run's server's network namespace or one its lab shares, on the port
+    `port(holder)` gives), else on `lab`'s network in a namespace of its own. Returns the
     `lab.ServerContainer` once it listens. CannotRun when the instance cannot be had here,
     HarnessError when it does not start."""
     import docker.errors
@@ -80,8 +99,12 @@ def launch(lab: Any, template: DockerTarget, inst: Fresh, port: Callable[[], int
     prof = de.env_profile((cfg.get("Labels") or {}).get(de.PROFILE_LABEL, "default"))
     ipv6 = inst.host is not None and ":" in inst.host
     want = inst.sysctl_map
-    command = neighbour_command(template, inst)
-    if ipv6 and command is None:
+    try:
+        placed = placement(template, inst)
+    except (de.DockerEnvError, docker.errors.DockerException) as e:
+        raise HarnessError(f"could not start a shared network namespace for a private instance: "
+                           f"{str(e).splitlines()[0]}") from None
+    if ipv6 and placed is None:
         want = {**de.ENV_PROFILES["ipv6"].sysctls, **want}
     launcher = None
     nofile = None
@@ -97,8 +120,9 @@ def launch(lab: Any, template: DockerTarget, inst: Fresh, port: Callable[[], int
         launcher = str(path)
     where: dict[str, Any] = {"command": cfg.get("Cmd"), "port": template.addr[1], "sysctls": want, "ipv6": ipv6,
                              "restartable": inst.restarts}
-    if command is not None:
-        where = {"command": command, "port": port(), "neighbour_of": template._holder}
+    if placed is not None:
+        command, holder = placed
+        where = {"command": command, "port": port(holder), "neighbour_of": holder}
     try:
         return lab.start_server(
             cfg.get("Image") or ctr.image.tags[0], profile_name=prof, name=f"fresh-{ctr.name[-12:]}",
@@ -188,9 +212,9 @@ def tiny_buffers_factory(size: int = 4096) -> SocketFactory:
 
 
 class FreshContainers:
-    """The private instances of one run: neighbours of the run's server where they can be
-    (`neighbour_command`), else on an internal network of a `Lab` made on first use (the
-    holder image is the run's server's own holder's); removed with it.
+    """The private instances of one run: neighbours where they can be (`placement`), else on an
+    internal network of a `Lab` made on first use (the holder image is the run's server's own
+    holder's); removed with it.
 
     A container start costs the engine most of a CPU-second when it makes a network namespace,
     a third of that when it joins one, and it takes up to four seconds more when an IPv6
@@ -202,6 +226,8 @@ class FreshContainers:
     after it died."""
 
     FIRST_PORT = 20000  # neighbours listen from here up: below the kernel's ephemeral ports
+    BLOCK_SIZE = 50  # ports of one run's server's block (a run starts about ten instances)
+    BLOCKS = 250  # blocks up to port 32500
 
     def __init__(self, template: DockerTarget) -> None:
         self.template = template
@@ -211,7 +237,7 @@ class FreshContainers:
         self._ready: dict[Fresh, list[concurrent.futures.Future[Any]]] = {}
         self._shared: dict[Fresh, Any] = {}  # a shared instance's container, by its key
         self._addresses: dict[int, set[str]] = {}  # addresses added, by the namespace's holder pid
-        self._last_port = self.FIRST_PORT - 1
+        self._last_port: int | None = None  # the last port given, once the block is known
 
     @staticmethod
     def _key(inst: Fresh) -> Fresh:
@@ -219,12 +245,17 @@ class FreshContainers:
         one container they share."""
         return dataclasses.replace(inst, addresses=()) if inst.shared else inst
 
-    def _port(self) -> int:
-        """A port for a neighbour: none that the run's server's namespace binds or gave before."""
+    def _port(self, holder: Any) -> int:
+        """A port for a neighbour in `holder`'s namespace: from the run's server's block (the
+        lab's servers have blocks apart, for their neighbours may share a namespace), none that
+        the namespace binds or that this run gave before."""
         from . import dockerenv as de
 
         with self._lock:
-            holder = self.template._holder
+            if self._last_port is None:
+                labels = (self.template._container().attrs.get("Config") or {}).get("Labels") or {}
+                block = int(labels.get(de.PORT_BLOCK_LABEL) or 0) % self.BLOCKS
+                self._last_port = self.FIRST_PORT + block * self.BLOCK_SIZE - 1
             used = {p for _, p in (de.listeners(holder) or []) + (de.listeners(holder, udp=True) or [])}
             self._last_port += 1
             while self._last_port in used or self._last_port == self.template.addr[1]:

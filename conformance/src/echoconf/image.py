@@ -362,7 +362,7 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        with Lab(holder_image=holder, log=_stderr) as lab:
+        with Lab(ipv6=True, holder_image=holder, log=_stderr) as lab:
             for name in profiles:
                 results.append(run_profile(
                     lab, args.image, command, args.port, name, base / name, suite_profile=args.profile,

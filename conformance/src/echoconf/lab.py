@@ -41,8 +41,9 @@ import docker.models.containers
 import docker.models.networks
 import docker.types
 
-from .dockerenv import (BASE_IMAGE, COMMAND_LABEL, HOLD_FDS_PATH, LABEL, LISTENING, PROFILE_LABEL, READY_TIMEOUT,
-                        DockerEnvError, EnvProfile, Log, ServerDied, _self_container, can_connect, client,
+from . import shared_ns
+from .dockerenv import (BASE_IMAGE, COMMAND_LABEL, HOLD_FDS_PATH, LABEL, LISTENING, PORT_BLOCK_LABEL, PROFILE_LABEL,
+                        READY_TIMEOUT, SHARED_NS_LABEL, DockerEnvError, EnvProfile, Log, ServerDied, _self_container, can_connect, client,
                         env_profile, exit_reason, hostport, log_stderr, wait_accepting)
 
 # Names, subnets and ids come from the OS's randomness: the harness's global `random` is
@@ -225,7 +226,7 @@ class _Net:
         the server could not come back on it."""
         self.handed_out += 1
         net4 = ipaddress.ip_network(self.subnet4)
-        if self.handed_out >= net4.num_addresses - 1:
+        if self.handed_out >= shared_ns.first_host(net4.num_addresses):  # the top is the shared holders'
             raise DockerEnvError(f"no address left in {self.subnet4} for another container")
         a4 = str(net4.network_address + self.handed_out)
         a6 = str(ipaddress.ip_network(self.subnet6).network_address + self.handed_out) if self.subnet6 else None
@@ -234,9 +235,11 @@ class _Net:
 
 class Lab:
     """Context manager: internal Docker network(s) and the server containers on them; everything
-    is removed on exit. The IPv6 (dual-stack, ULA) network is made when first needed, or at once
-    with ipv6=True. When this process runs in a container, that container is attached to the
-    networks so it can reach the servers."""
+    is removed on exit, the namespace holders that child harnesses shared in it too
+    (`shared_ns`). The IPv4 network is made at once; the IPv6 (dual-stack, ULA) one when first
+    needed, or at once with ipv6=True, so that the child harnesses of a run can share it. When
+    this process runs in a container, that container is attached to the networks so it can
+    reach the servers."""
 
     def __init__(self, ipv6: bool = False, holder_image: str = BASE_IMAGE, log: Log = log_stderr) -> None:
         self.client = client()
@@ -248,10 +251,16 @@ class Lab:
         self._self = _self_container(self.client)
         self._want_v6 = ipv6
         self._lock = threading.Lock()
+        self._blocks = 0  # port blocks handed to servers so far (PORT_BLOCK_LABEL)
 
     def __enter__(self) -> "Lab":
         try:
-            self.network(ipv6=self._want_v6)
+            self.network()
+            if self._want_v6:
+                try:
+                    self.network(ipv6=True)
+                except DockerEnvError as e:  # those who need it try again, and say why they cannot
+                    self.log(f"no dual-stack network yet: {e}")
         except BaseException:
             self.close()
             raise
@@ -411,7 +420,7 @@ class Lab:
         t0 = time.monotonic()
         try:
             server = self._run_server(image, argv, base, prof, nofile, environment, extra, holder, net_name,
-                                      endpoint, netcfg, command)
+                                      endpoint, netcfg, command, neighbour_of is None)
         except docker.errors.DockerException as e:
             if holder is not None and neighbour_of is None:
                 holder.remove(force=True)
@@ -435,11 +444,14 @@ class Lab:
     def _run_server(self, image: str, argv: list[str] | None, name: str, prof: EnvProfile, nofile: int | None,
                     environment: dict[str, str] | None, extra: dict[str, Any],
                     holder: docker.models.containers.Container | None, net_name: str, endpoint: dict[str, Any],
-                    netcfg: dict[str, Any], command: Sequence[str] | str | None) -> docker.models.containers.Container:
+                    netcfg: dict[str, Any], command: Sequence[str] | str | None,
+                    port_block: bool) -> docker.models.containers.Container:
         """Create and start the server container: in the holder's network namespace, or, without
         a holder, on the network in one of its own (`netcfg`: its sysctls and host name). The
         command as given (`{port}` unsubstituted) is kept in a label, so that a private instance
-        can be started on another port of the same namespace (fresh_container)."""
+        can be started on another port of the same namespace (fresh_container); with
+        `port_block`, a block of ports of its own for those instances, which may share a
+        namespace with the instances of the lab's other servers (shared_ns)."""
         api = self.client.api
         ulimits = [docker.types.Ulimit(name="nofile", soft=nofile, hard=nofile)] if nofile else None
         mem = {"mem_limit": prof.mem_limit, "memswap_limit": prof.mem_limit} if prof.mem_limit else {}
@@ -452,6 +464,10 @@ class Lab:
         labels = {**self._labels(), PROFILE_LABEL: prof.name}
         if command is not None:
             labels[COMMAND_LABEL] = json.dumps(command.split() if isinstance(command, str) else list(command))
+        if port_block:
+            with self._lock:
+                labels[PORT_BLOCK_LABEL] = str(self._blocks)
+                self._blocks += 1
         made = api.create_container(
             image, argv, name=name, detach=True, labels=labels,
             environment=environment, entrypoint=extra.get("entrypoint"), host_config=host_config,
@@ -471,6 +487,17 @@ class Lab:
     def close(self) -> None:
         for srv in list(self._servers):
             srv.stop(timeout=2)
+        try:
+            shared = self.client.containers.list(
+                all=True, filters={"label": [f"{LABEL}.lab={self.id}", SHARED_NS_LABEL]}, ignore_removed=True)
+        except docker.errors.DockerException as e:
+            shared = []
+            self.log(f"could not list the shared namespace holders: {e}")
+        for ctr in shared:
+            try:
+                ctr.remove(force=True)
+            except docker.errors.DockerException as e:
+                self.log(f"could not remove {ctr.name}: {e}")
         for n in self._nets.values():
             try:
                 if self._self is not None:

@@ -123,11 +123,12 @@ class NetNS:
 
 
 def _addr_add(addr: str) -> list[str]:
-    """`ip addr add` arguments for one more address on loopback: a host address (/32, /128),
-    IPv6 without duplicate address detection, so that it is usable at once."""
+    """`ip addr replace` arguments for one more address on loopback (a no-op when it is there
+    already): a host address (/32, /128), IPv6 without duplicate address detection, so that it
+    is usable at once."""
     if ":" in addr:
-        return ["-6", "addr", "add", f"{addr}/128", "dev", "lo", "nodad"]
-    return ["addr", "add", f"{addr}/32", "dev", "lo"]
+        return ["-6", "addr", "replace", f"{addr}/128", "dev", "lo", "nodad"]
+    return ["addr", "replace", f"{addr}/32", "dev", "lo"]
 
 
 def _socket_at(ns_path: str, family: int, kind: int) -> socket.socket:
