@@ -225,10 +225,6 @@ class FreshContainers:
     `shared` one: the cases that declare it take the same container in turn, a new one only
     after it died."""
 
-    FIRST_PORT = 20000  # neighbours listen from here up: below the kernel's ephemeral ports
-    BLOCK_SIZE = 50  # ports of one run's server's block (a run starts about ten instances)
-    BLOCKS = 250  # blocks up to port 32500
-
     def __init__(self, template: DockerTarget) -> None:
         self.template = template
         self._lab: Any = None
@@ -246,16 +242,15 @@ class FreshContainers:
         return dataclasses.replace(inst, addresses=()) if inst.shared else inst
 
     def _port(self, holder: Any) -> int:
-        """A port for a neighbour in `holder`'s namespace: from the run's server's block (the
-        lab's servers have blocks apart, for their neighbours may share a namespace), none that
-        the namespace binds or that this run gave before."""
+        """A port for a neighbour in `holder`'s namespace: from the run's server's block
+        (`shared_ns.block_ports`), none that the namespace binds or that this run gave before."""
         from . import dockerenv as de
+        from . import shared_ns
 
         with self._lock:
             if self._last_port is None:
                 labels = (self.template._container().attrs.get("Config") or {}).get("Labels") or {}
-                block = int(labels.get(de.PORT_BLOCK_LABEL) or 0) % self.BLOCKS
-                self._last_port = self.FIRST_PORT + block * self.BLOCK_SIZE - 1
+                self._last_port = shared_ns.block_ports(int(labels.get(de.PORT_BLOCK_LABEL) or 0)).start - 1
             used = {p for _, p in (de.listeners(holder) or []) + (de.listeners(holder, udp=True) or [])}
             self._last_port += 1
             while self._last_port in used or self._last_port == self.template.addr[1]:

@@ -34,6 +34,9 @@ from .dockerenv import LABEL, READY_TIMEOUT, SHARED_NS_LABEL, DockerEnvError
 # servers from the bottom up (lab._Net), so a holder never takes the address of a server that
 # is cut off its network for a moment (docker.disconnect-reconnect).
 SLOTS = 32
+FIRST_PORT = 20000  # blocks of ports from here up: below the kernel's ephemeral ports
+BLOCK_SIZE = 50  # a run starts about ten private instances
+BLOCKS = 250  # up to port 32500
 
 
 def tag(sysctls: dict[str, str], ipv6: bool) -> str:
@@ -59,49 +62,56 @@ def first_host(addresses: int) -> int:
     return addresses - 2 - SLOTS
 
 
-def _running(client: Any, name: str, timeout: float) -> Any | None:
-    """The container `name` once it runs (another harness is starting it), None once it is gone."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            ctr = client.containers.get(name)
-        except docker.errors.NotFound:
-            return None
-        state = ctr.attrs.get("State") or {}
-        if state.get("Running"):
-            return ctr
-        if state.get("Status") in ("exited", "dead") or time.monotonic() > deadline:
-            raise DockerEnvError(f"the shared namespace holder {name} is {state.get('Status')}")
-        time.sleep(0.05)
-
-
 def holder(beside: Any, sysctls: dict[str, str], ipv6: bool, timeout: float = READY_TIMEOUT) -> Any | None:
     """A running holder of a network namespace with exactly `sysctls` (on a dual-stack network
     with `ipv6`), shared by the harnesses of the lab that started `beside` (a namespace holder
     of that lab). None when `beside` is no lab's, or its lab has no such network; DockerEnvError
     when the engine fails."""
-    labels = (beside.attrs.get("Config") or {}).get("Labels") or {}
+    cfg = beside.attrs.get("Config") or {}
+    return in_lab(beside.client, cfg.get("Labels") or {}, cfg.get("Image"), sysctls, ipv6, timeout)
+
+
+def in_lab(client: Any, labels: dict[str, str], image: str | None, sysctls: dict[str, str], ipv6: bool,
+           timeout: float = READY_TIMEOUT) -> Any | None:
+    """As `holder`, for the lab whose containers carry `labels`; a new holder runs `image`."""
     lab_id = labels.get(f"{LABEL}.lab")
     if not lab_id:
         return None
-    client = beside.client
     try:
         network = client.networks.get(f"echoconf-{lab_id}-{'v6' if ipv6 else 'v4'}")
     except docker.errors.NotFound:
         return None
     t = tag(sysctls, ipv6)
     name = f"echoconf-{lab_id}-shared-ns-{t}"
-    image = (beside.attrs.get("Config") or {}).get("Image")
-    for _ in range(3):
-        ctr = _running(client, name, timeout)
-        if ctr is not None:
-            return ctr
+    deadline = time.monotonic() + timeout
+    while True:
         try:
-            return _start(client, network, name, image, sysctls, labels, t)
-        except docker.errors.APIError as e:
-            if e.status_code != 409:  # 409: another harness of the lab made it first; wait for it
-                raise DockerEnvError(f"cannot start the shared namespace holder {name}: {e}") from e
-    raise DockerEnvError(f"the shared namespace holder {name} was removed while it started, three times")
+            ctr = client.containers.get(name)
+        except docker.errors.NotFound:
+            try:
+                return _start(client, network, name, image, sysctls, labels, t)
+            except docker.errors.APIError as e:
+                # 409: another harness of the lab made it first. The engine reserves the name
+                # before the container can be looked up: look again until it can.
+                if e.status_code != 409:
+                    raise DockerEnvError(f"cannot start the shared namespace holder {name}: {e}") from e
+                ctr = None
+        state = (ctr.attrs.get("State") or {}) if ctr is not None else {}
+        if state.get("Running"):
+            return ctr
+        if state.get("Status") in ("exited", "dead"):
+            raise DockerEnvError(f"the shared namespace holder {name} is {state['Status']}")
+        if time.monotonic() > deadline:
+            raise DockerEnvError(f"the shared namespace holder {name} did not start within {timeout:.0f}s")
+        time.sleep(0.05)
+
+
+def block_ports(block: int) -> range:
+    """The ports of a lab's server's block: the server's own first, when it shares a namespace,
+    then its private instances'. Blocks lie apart, for neighbours of different servers may
+    share a namespace."""
+    first = FIRST_PORT + block % BLOCKS * BLOCK_SIZE
+    return range(first, first + BLOCK_SIZE)
 
 
 def _start(client: Any, network: Any, name: str, image: str | None, sysctls: dict[str, str],
