@@ -350,6 +350,26 @@ def test_the_harnesses_of_one_lab_share_a_namespace_which_the_lab_removes() -> N
             de.client().containers.get(name)
 
 
+def test_servers_without_fault_cases_share_a_namespace_on_ports_of_their_own() -> None:
+    """The matrix's cells without fault cases start their server in a namespace they share
+    (image.run_profile): each on the first port of its own block, each reachable, and the
+    namespace outlives each of them."""
+    from echoconf import dockerenv as de
+    from echoconf.lab import Lab
+
+    with Lab() as lab:
+        a = lab.start_server(de.IMAGE, "echo-epoll --port {port}", 7, "low-nofile", shared_namespace=True)
+        b = lab.start_server(de.IMAGE, "echo-poll --port {port}", 7, "memory", shared_namespace=True)
+        assert a._holder.id == b._holder.id
+        assert a.address == b.address and a.port != b.port
+        assert de.probe(a.address, a.port, timeout=2.0) is None
+        assert de.probe(b.address, b.port, timeout=2.0) is None
+        a.stop()
+        assert de.probe(b.address, b.port, timeout=2.0) is None
+        with pytest.raises(de.DockerEnvError, match="told its port"):
+            lab.start_server(de.IMAGE, "echo-epoll --port 7", 7, "default", shared_namespace=True)
+
+
 # --------------------------------------------------------------------------------------------
 # The harness on the Docker host sees the container's processes (/proc of Docker's State.Pid,
 # checked against its cgroup): the cases that observe the shared server run under --image as

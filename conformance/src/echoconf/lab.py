@@ -343,6 +343,7 @@ class Lab:
         restartable: bool = True,
         udp: bool = False,
         neighbour_of: docker.models.containers.Container | None = None,
+        shared_namespace: bool = False,
     ) -> ServerContainer:
         """Run `image` (with `command`, `{port}` substituted; None: the image's own command, which
         must listen on `port`) under the profile, on the lab's internal network; returns once it
@@ -359,8 +360,31 @@ class Lab:
         namespace the server joins, on a port of its own (`port`): its address, network and
         sysctls are that server's, it can be killed and started again there, and the holder
         stays when it is removed. A container start that makes no namespace costs the engine a
-        third of one that does."""
+        fifth of one that does.
+
+        `shared_namespace`: the server joins a namespace with its profile's network that the
+        lab's servers and their private instances share (`shared_ns`), on the first port of its
+        block (`port` is not used; its command must take `{port}`): a container start fewer,
+        for a server whose network is never cut (no fault cases). Every other server of the lab
+        gets a block of ports of its own for its private instances."""
         prof = env_profile(profile_name)
+        block: int | None = None
+        if neighbour_of is None:
+            with self._lock:
+                block, self._blocks = self._blocks, self._blocks + 1
+        if shared_namespace:
+            if neighbour_of is not None or sysctls or ipv6:
+                raise DockerEnvError("a server in a shared namespace has its profile's network alone")
+            parts = (command.split() if isinstance(command, str) else list(command or []))
+            if not any("{port}" in p for p in parts):
+                raise DockerEnvError("a server in a shared namespace must be told its port: `{port}` in its command")
+            assert block is not None
+            port = shared_ns.block_ports(block).start
+            self.network(ipv6=prof.ipv6)
+            neighbour_of = shared_ns.in_lab(self.client, self._labels(), self.holder_image, dict(prof.sysctls),
+                                            prof.ipv6, ready_timeout)
+            if neighbour_of is None:
+                raise DockerEnvError(f"no shared namespace in lab {self.id}")
         if neighbour_of is not None:
             if sysctls or ipv6 and not self._has_ipv6(neighbour_of):
                 raise DockerEnvError("a neighbour server cannot have sysctls or a network of its own")
@@ -420,13 +444,13 @@ class Lab:
         t0 = time.monotonic()
         try:
             server = self._run_server(image, argv, base, prof, nofile, environment, extra, holder, net_name,
-                                      endpoint, netcfg, command, neighbour_of is None)
+                                      endpoint, netcfg, command, block)
         except docker.errors.DockerException as e:
             if holder is not None and neighbour_of is None:
                 holder.remove(force=True)
             raise DockerEnvError(f"cannot start {image}: {e}") from e
         srv = ServerContainer(self, server, holder, net_name, image, argv, port, prof, udp,
-                              owns_holder=neighbour_of is None)
+                              owns_holder=holder is not neighbour_of)
         self._servers.add(srv)
         try:
             srv.wait_ready(ready_timeout)
@@ -445,13 +469,13 @@ class Lab:
                     environment: dict[str, str] | None, extra: dict[str, Any],
                     holder: docker.models.containers.Container | None, net_name: str, endpoint: dict[str, Any],
                     netcfg: dict[str, Any], command: Sequence[str] | str | None,
-                    port_block: bool) -> docker.models.containers.Container:
+                    port_block: int | None) -> docker.models.containers.Container:
         """Create and start the server container: in the holder's network namespace, or, without
         a holder, on the network in one of its own (`netcfg`: its sysctls and host name). The
         command as given (`{port}` unsubstituted) is kept in a label, so that a private instance
-        can be started on another port of the same namespace (fresh_container); with
-        `port_block`, a block of ports of its own for those instances, which may share a
-        namespace with the instances of the lab's other servers (shared_ns)."""
+        can be started on another port of the same namespace (fresh_container), on ports of its
+        `port_block`, for they may share a namespace with the lab's other servers and their
+        instances (shared_ns)."""
         api = self.client.api
         ulimits = [docker.types.Ulimit(name="nofile", soft=nofile, hard=nofile)] if nofile else None
         mem = {"mem_limit": prof.mem_limit, "memswap_limit": prof.mem_limit} if prof.mem_limit else {}
@@ -464,10 +488,8 @@ class Lab:
         labels = {**self._labels(), PROFILE_LABEL: prof.name}
         if command is not None:
             labels[COMMAND_LABEL] = json.dumps(command.split() if isinstance(command, str) else list(command))
-        if port_block:
-            with self._lock:
-                labels[PORT_BLOCK_LABEL] = str(self._blocks)
-                self._blocks += 1
+        if port_block is not None:
+            labels[PORT_BLOCK_LABEL] = str(port_block)
         made = api.create_container(
             image, argv, name=name, detach=True, labels=labels,
             environment=environment, entrypoint=extra.get("entrypoint"), host_config=host_config,
