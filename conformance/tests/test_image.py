@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -320,6 +321,30 @@ def test_server_cut_off_the_network_keeps_its_address() -> None:
         cut.reconnect()
         assert de.probe(a.address, a.port, timeout=2.0) is None
         assert de.probe(b.address, b.port, timeout=2.0) is None
+def test_engine_calls_never_iterate_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Private instances start in background threads while pytest sets and removes
+    PYTEST_CURRENT_TEST in the main one: an engine call that iterates os.environ (requests'
+    proxy lookup) then raised KeyError, and a case ended as a harness error."""
+    import os
+
+    from echoconf import dockerenv as de
+
+    class Environ(dict[str, str]):
+        def __iter__(self) -> Any:
+            raise AssertionError("os.environ iterated")
+
+        def keys(self) -> Any:
+            raise AssertionError("os.environ iterated")
+
+        def items(self) -> Any:
+            raise AssertionError("os.environ iterated")
+
+    c = de.client()
+    monkeypatch.setattr(os, "environ", Environ(os.environ))
+    c.ping()
+    c.containers.list(limit=1)
+
+
 def test_the_harnesses_of_one_lab_share_a_namespace_which_the_lab_removes() -> None:
     """The cells of docker/run each start their tiny-buffers and IPv6 instances in namespaces
     they share (shared_ns): two asking at once get one holder, with the sysctls asked for, and

@@ -106,6 +106,11 @@ def client(timeout: int = 120) -> docker.DockerClient:
     """A client for the local engine (DOCKER_HOST honoured); DockerEnvError when it does not answer."""
     try:
         c = docker.from_env(timeout=timeout)
+        # requests looks for proxies in os.environ on every call, iterating it; pytest sets and
+        # removes PYTEST_CURRENT_TEST in the main thread meanwhile, while private instances
+        # start in others, and the iteration then raises KeyError. The engine is reached over
+        # its socket or DOCKER_HOST, never through an HTTP proxy.
+        c.api.trust_env = False
         c.ping()
         return c
     except (docker.errors.DockerException, OSError) as e:
