@@ -1,12 +1,20 @@
-/* echo-bench - throughput and round-trip benchmark for any TCP echo server.
+/* echo-bench - throughput, round trips, connection rate and idle connections of
+ * any TCP echo server.
  *
- *   echo-bench --port N [--host ADDR] [--conns N] [--seconds S] [--mode stream|pingpong]
+ *   echo-bench --port N [--host ADDR] [--conns N] [--seconds S] [--pid PID]
+ *              [--mode stream|pingpong|connrate|connrate-rst|hold]
  *
  * stream: every connection writes a pseudo-random stream as fast as the
  * server takes it and checks every byte that comes back, then half-closes
  * and waits for the rest: the figure is echoed MiB/s, and a wrong byte is a
  * failure, so a fast-but-wrong server cannot win. pingpong: one 64-byte
- * message in flight per connection: round trips per second.
+ * message in flight per connection: round trips per second. connrate: one
+ * connection after another, each a 1-byte echo then a close (connrate-rst:
+ * then a reset, SO_LINGER 0): connections per second. hold: --conns
+ * connections opened one after another, each proven served by a 1-byte echo
+ * (the time to establish them all), kept idle for --seconds, then every one
+ * must echo again; with --pid, the server's resident memory once they are up.
+ * More connections than RLIMIT_NOFILE allows raise it (its hard limit too, as root).
  * Exit status 0 when every byte came back exact, 1 otherwise, 2 on bad use. */
 #include <errno.h>
 #include <netdb.h>
@@ -16,13 +24,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
 #define PATTERN_SIZE (1u << 20)
 #define CHUNK (64 * 1024)
-#define MAX_CONNS 1024
+#define MAX_CONNS 200000
+#define ONE_BYTE_TIMEOUT_S 5
 #define PING_SIZE 64
 
 struct client {
@@ -135,8 +146,159 @@ static int on_writable(struct client *c, int idx, int pingpong)
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: echo-bench --port N [--host ADDR] [--conns N] [--seconds S] "
-                 "[--mode stream|pingpong]\n");
+    fprintf(out, "usage: echo-bench --port N [--host ADDR] [--conns N] [--seconds S] [--pid PID] "
+                 "[--mode stream|pingpong|connrate|connrate-rst|hold]\n");
+}
+
+/* Room for `conns` descriptors and a few more: the soft limit raised, up to
+ * the hard one. */
+static int ensure_nofile(int conns)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)conns + 64;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+        perror("echo-bench: getrlimit");
+        return -1;
+    }
+    if (rl.rlim_cur >= want)
+        return 0;
+    rl.rlim_cur = want;
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want)
+        rl.rlim_max = want; /* root may raise it */
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+        fprintf(stderr, "echo-bench: %d connections need %llu descriptors: %s (as root: ulimit -Hn %llu)\n",
+                conns, (unsigned long long)want, strerror(errno), (unsigned long long)want);
+        return -1;
+    }
+    return 0;
+}
+
+/* One byte out, the same byte back, within ONE_BYTE_TIMEOUT_S; -1 with a
+ * message otherwise. */
+static int one_byte_echo(int fd, unsigned char b, const char *what)
+{
+    unsigned char got;
+    ssize_t n;
+
+    if (send(fd, &b, 1, MSG_NOSIGNAL) != 1) {
+        fprintf(stderr, "echo-bench: %s: send: %s\n", what, strerror(errno));
+        return -1;
+    }
+    do
+        n = recv(fd, &got, 1, 0);
+    while (n < 0 && errno == EINTR);
+    if (n != 1 || got != b) {
+        fprintf(stderr, "echo-bench: %s: %s\n", what,
+                n < 0 ? strerror(errno) : n == 0 ? "closed before the echo" : "wrong byte");
+        return -1;
+    }
+    return 0;
+}
+
+static int timed(int fd)
+{
+    struct timeval tv = {.tv_sec = ONE_BYTE_TIMEOUT_S};
+
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0) {
+        perror("echo-bench: setsockopt");
+        return -1;
+    }
+    return 0;
+}
+
+/* The server's resident set in KiB from /proc, -1 when it cannot be read. */
+static long rss_kib(long pid)
+{
+    char path[64], line[256];
+    long kib = -1;
+    FILE *f;
+
+    (void)snprintf(path, sizeof(path), "/proc/%ld/status", pid);
+    f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+            break;
+    (void)fclose(f);
+    return kib;
+}
+
+static int connrate(const char *host, const char *port, double seconds, int rst)
+{
+    double start = now(), stop_at = start + seconds, elapsed;
+    unsigned long long done = 0;
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+
+    while (now() < stop_at) {
+        int fd = connect_to(host, port), rc;
+
+        if (fd < 0)
+            return 1;
+        rc = timed(fd);
+        if (rc == 0)
+            rc = one_byte_echo(fd, (unsigned char)done, "connrate");
+        if (rc == 0 && rst && setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) < 0) {
+            perror("echo-bench: setsockopt");
+            rc = -1;
+        }
+        if (close(fd) < 0 && rc == 0) {
+            perror("echo-bench: close");
+            rc = -1;
+        }
+        if (rc < 0)
+            return 1;
+        done++;
+    }
+    elapsed = now() - start;
+    printf("%s seconds=%.2f connections=%llu per_second=%.0f ok\n", rst ? "connrate-rst" : "connrate",
+           elapsed, done, (double)done / elapsed);
+    return 0;
+}
+
+static int hold(const char *host, const char *port, int conns, double seconds, long pid)
+{
+    int *fds = malloc((size_t)conns * sizeof(*fds)), opened = 0, status = 1;
+    double start = now(), up, again;
+    long rss = -1;
+
+    if (fds == NULL) {
+        perror("echo-bench");
+        return 1;
+    }
+    for (; opened < conns; opened++) {
+        fds[opened] = connect_to(host, port);
+        if (fds[opened] < 0 || timed(fds[opened]) < 0 ||
+            one_byte_echo(fds[opened], (unsigned char)opened, "hold: a new connection") < 0) {
+            fprintf(stderr, "echo-bench: hold: connection %d of %d not served\n", opened + 1, conns);
+            if (fds[opened] >= 0)
+                opened++;
+            goto out;
+        }
+    }
+    up = now() - start;
+    if (pid > 0)
+        rss = rss_kib(pid);
+    {
+        struct timespec ts = {.tv_sec = (time_t)seconds,
+                              .tv_nsec = (long)((seconds - (double)(time_t)seconds) * 1e9)};
+
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+            ;
+    }
+    again = now();
+    for (int i = 0; i < conns; i++)
+        if (one_byte_echo(fds[i], (unsigned char)~i, "hold: a connection after the hold") < 0)
+            goto out;
+    printf("hold conns=%d establish_seconds=%.2f per_second=%.0f server_rss_kib=%ld "
+           "echo_again_seconds=%.2f ok\n", conns, up, (double)conns / up, rss, now() - again);
+    status = 0;
+out:
+    for (int i = 0; i < opened; i++)
+        (void)close(fds[i]);
+    free(fds);
+    return status;
 }
 
 int main(int argc, char **argv)
@@ -147,6 +309,7 @@ int main(int argc, char **argv)
     unsigned long long total = 0, rounds = 0;
     struct client *cl = NULL;
     unsigned seed = 12345;
+    long pid = 0;
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0) {
@@ -167,17 +330,26 @@ int main(int argc, char **argv)
             seconds = atof(argv[++i]);
         else if (strcmp(argv[i], "--mode") == 0)
             mode = argv[++i];
+        else if (strcmp(argv[i], "--pid") == 0)
+            pid = atol(argv[++i]);
         else {
             usage(stderr);
             return 2;
         }
     }
     pingpong = strcmp(mode, "pingpong") == 0;
-    if (port == NULL || conns < 1 || conns > MAX_CONNS || seconds <= 0 || seconds > 600 ||
-        (!pingpong && strcmp(mode, "stream") != 0)) {
+    if (port == NULL || conns < 1 || conns > MAX_CONNS || seconds <= 0 || seconds > 600 || pid < 0 ||
+        (!pingpong && strcmp(mode, "stream") != 0 && strcmp(mode, "connrate") != 0 &&
+         strcmp(mode, "connrate-rst") != 0 && strcmp(mode, "hold") != 0)) {
         usage(stderr);
         return 2;
     }
+    if (ensure_nofile(conns) < 0)
+        return 2;
+    if (strncmp(mode, "connrate", 8) == 0)
+        return connrate(host, port, seconds, strcmp(mode, "connrate-rst") == 0);
+    if (strcmp(mode, "hold") == 0)
+        return hold(host, port, conns, seconds, pid);
     for (size_t i = 0; i < sizeof(pattern); i++) {
         seed = seed * 1103515245u + 12345u;
         pattern[i] = (unsigned char)(seed >> 16);
