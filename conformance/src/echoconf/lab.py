@@ -43,8 +43,8 @@ import docker.types
 
 from . import shared_ns
 from .dockerenv import (BASE_IMAGE, COMMAND_LABEL, HOLD_FDS_PATH, LABEL, LISTENING, PORT_BLOCK_LABEL, PROFILE_LABEL,
-                        READY_TIMEOUT, SHARED_NS_LABEL, DockerEnvError, EnvProfile, Log, ServerDied, _self_container, can_connect, client,
-                        env_profile, exit_reason, hostport, log_stderr, wait_accepting)
+                        READY_TIMEOUT, SHARED_NS_LABEL, DockerEnvError, EnvProfile, Log, ServerDied, _self_container,
+                        can_connect, client, env_profile, exit_reason, hostport, log_stderr, wait_accepting)
 
 # Names, subnets and ids come from the OS's randomness: the harness's global `random` is
 # reseeded by Hypothesis for every case, and two containers started in one case got one name.
