@@ -168,6 +168,35 @@ def _mem_text(limit: int | str | None) -> str:
     return f"{limit >> 20} MiB" if limit % (1 << 20) == 0 else f"{limit} bytes"
 
 
+def start_holder(c: docker.DockerClient, image: str | None, name: str, network: str,
+                 addresses: tuple[str, str | None], sysctls: dict[str, str] | None, labels: dict[str, str],
+                 hostname: str) -> docker.models.containers.Container:
+    """Create and start a network namespace holder (`sleep infinity` in `image`, 16 MiB) on
+    `network` at `addresses` (IPv4, IPv6 or None) with `sysctls`; returns it running. The
+    engine's exception when it does not start, the container removed."""
+    api = c.api
+    made = api.create_container(
+        image, ["sleep", "infinity"], name=name, labels=labels, hostname=hostname,
+        host_config=api.create_host_config(network_mode=network, init=True, sysctls=sysctls or None,
+                                           mem_limit="16m"),
+        networking_config=api.create_networking_config(
+            {network: api.create_endpoint_config(ipv4_address=addresses[0], ipv6_address=addresses[1])}))
+    ctr = c.containers.get(made["Id"])
+    try:
+        ctr.start()
+    except docker.errors.DockerException:
+        ctr.remove(force=True)
+        raise
+    ctr.reload()
+    return ctr
+
+
+def has_ipv6(ctr: docker.models.containers.Container) -> bool:
+    """Whether the container has an IPv6 address on one of its networks."""
+    nets = (ctr.attrs.get("NetworkSettings") or {}).get("Networks") or {}
+    return any(n.get("GlobalIPv6Address") for n in nets.values())
+
+
 def exit_reason(state: dict, mem_limit: int | str | None = None) -> str | None:
     """A container's end in a few words, from its State: None while it runs; "OOM-killed (memory
     limit 64m)", "exited 141 (SIGPIPE)", "exited 0", ... (what server_state and docker.alive say)."""

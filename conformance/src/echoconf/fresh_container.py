@@ -75,9 +75,8 @@ def placement(template: DockerTarget, inst: Fresh,
     def network(sysctls: dict[str, str]) -> dict[str, str]:
         return {k: v for k, v in sysctls.items() if k not in dad}
 
-    nets = (holder.attrs.get("NetworkSettings") or {}).get("Networks") or {}
-    has_ipv6 = any(n.get("GlobalIPv6Address") for n in nets.values())
-    if network((holder.attrs.get("HostConfig") or {}).get("Sysctls") or {}) == network(want) and (has_ipv6 or not ipv6):
+    same = network((holder.attrs.get("HostConfig") or {}).get("Sysctls") or {}) == network(want)
+    if same and (de.has_ipv6(holder) or not ipv6):
         return list(command), holder
     other = (shared or shared_ns.holder)(holder, {**dad, **want} if ipv6 else want, ipv6)
     return (list(command), other) if other is not None else None

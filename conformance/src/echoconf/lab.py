@@ -44,7 +44,8 @@ import docker.types
 from . import shared_ns
 from .dockerenv import (BASE_IMAGE, COMMAND_LABEL, HOLD_FDS_PATH, LABEL, LISTENING, PORT_BLOCK_LABEL, PROFILE_LABEL,
                         READY_TIMEOUT, SHARED_NS_LABEL, DockerEnvError, EnvProfile, Log, ServerDied, _self_container,
-                        can_connect, client, env_profile, exit_reason, hostport, log_stderr, wait_accepting)
+                        can_connect, client, env_profile, exit_reason, has_ipv6, hostport, log_stderr,
+                        start_holder, wait_accepting)
 
 # Names, subnets and ids come from the OS's randomness: the harness's global `random` is
 # reseeded by Hypothesis for every case, and two containers started in one case got one name.
@@ -386,7 +387,7 @@ class Lab:
             if neighbour_of is None:
                 raise DockerEnvError(f"no shared namespace in lab {self.id}")
         if neighbour_of is not None:
-            if sysctls or ipv6 and not self._has_ipv6(neighbour_of):
+            if sysctls or ipv6 and not has_ipv6(neighbour_of):
                 raise DockerEnvError("a neighbour server cannot have sysctls or a network of its own")
             net_name = next(iter((neighbour_of.attrs.get("NetworkSettings") or {}).get("Networks") or {}), "")
             if not net_name:
@@ -427,18 +428,10 @@ class Lab:
                 a4, a6 = net.next_addresses()
             endpoint = api.create_endpoint_config(ipv4_address=a4, ipv6_address=a6)
         if restartable and neighbour_of is None:
-            made = api.create_container(
-                self.holder_image, ["sleep", "infinity"], name=f"{base}-net", labels=self._labels(),
-                hostname=netcfg["hostname"],
-                host_config=api.create_host_config(network_mode=net.name, init=True, sysctls=netcfg["sysctls"],
-                                                   mem_limit="16m"),
-                networking_config=api.create_networking_config({net.name: endpoint}),
-            )
-            holder = self.client.containers.get(made["Id"])
             try:
-                holder.start()
+                holder = start_holder(self.client, self.holder_image, f"{base}-net", net.name, (a4, a6),
+                                      netcfg["sysctls"], self._labels(), netcfg["hostname"])
             except docker.errors.DockerException as e:
-                holder.remove(force=True)
                 raise DockerEnvError(f"cannot start the network holder for {image}: {e}") from e
         nofile = nofile or prof.nofile
         t0 = time.monotonic()
@@ -459,11 +452,6 @@ class Lab:
             raise
         srv.first_start = time.monotonic() - t0
         return srv
-
-    @staticmethod
-    def _has_ipv6(holder: docker.models.containers.Container) -> bool:
-        nets = (holder.attrs.get("NetworkSettings") or {}).get("Networks") or {}
-        return any(n.get("GlobalIPv6Address") for n in nets.values())
 
     def _run_server(self, image: str, argv: list[str] | None, name: str, prof: EnvProfile, nofile: int | None,
                     environment: dict[str, str] | None, extra: dict[str, Any],

@@ -33,7 +33,7 @@ from typing import Any
 
 import docker.errors
 
-from .dockerenv import LABEL, READY_TIMEOUT, SHARED_NS_LABEL, DockerEnvError
+from .dockerenv import LABEL, READY_TIMEOUT, SHARED_NS_LABEL, DockerEnvError, start_holder
 
 # Shared holders take the SLOTS host numbers below the top of the lab's subnet, the lab's
 # servers from the bottom up (lab._Net), so a holder never takes the address of a server that
@@ -121,20 +121,6 @@ def block_ports(block: int) -> range:
 
 def _start(client: Any, network: Any, name: str, image: str | None, sysctls: dict[str, str],
            labels: dict[str, str], t: str) -> Any:
-    api = client.api
-    a4, a6 = _addresses(network, int(t, 16) % SLOTS)
     keep = {k: v for k, v in labels.items() if k in (f"{LABEL}.lab", f"{LABEL}.host", f"{LABEL}.pid")}
-    made = api.create_container(
-        image, ["sleep", "infinity"], name=name, labels={**keep, SHARED_NS_LABEL: t}, hostname=f"shared-{t}",
-        host_config=api.create_host_config(network_mode=network.name, init=True, sysctls=sysctls or None,
-                                           mem_limit="16m"),
-        networking_config=api.create_networking_config(
-            {network.name: api.create_endpoint_config(ipv4_address=a4, ipv6_address=a6)}))
-    ctr = client.containers.get(made["Id"])
-    try:
-        ctr.start()
-    except docker.errors.DockerException:
-        ctr.remove(force=True)
-        raise
-    ctr.reload()
-    return ctr
+    return start_holder(client, image, name, network.name, _addresses(network, int(t, 16) % SLOTS), sysctls,
+                        {**keep, SHARED_NS_LABEL: t}, f"shared-{t}")
