@@ -8,8 +8,10 @@ answer that is not owed to any request sent is never loss, and fails at once (`E
 from __future__ import annotations
 
 import collections
+import ipaddress
 import socket
 import time
+from typing import Callable
 
 from .client import Addr, literal_family
 
@@ -18,9 +20,18 @@ RCVBUF = 1 << 20
 
 
 def udp_socket(addr: Addr) -> socket.socket:
-    s = socket.socket(literal_family(addr[0]), socket.SOCK_DGRAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, RCVBUF)
+    """A client socket for `addr`, bound at once (to its family's wildcard, as its first send
+    would bind it): its port is its own from here on, so a case that opens it before clients
+    that vanish knows that no answer to them can reach it."""
+    family = literal_family(addr[0])
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, RCVBUF)
+        s.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
+    except OSError:
+        s.close()
+        raise
     return s
 
 
@@ -28,14 +39,22 @@ class Exchange:
     """One client socket's requests and answers. Every request sent is owed one answer; a
     request sent again (its answer was late, not lost) is owed one more, so a late answer to an
     earlier request is never taken for a wrong or an extra one, on a loaded machine or a slow
-    path. An answer that matches nothing owed is `unasked`."""
+    path. An answer that matches nothing owed is `unasked`.
 
-    def __init__(self, sock: socket.socket, addr: Addr) -> None:
+    Only datagrams from the address and port asked count, as for a connected socket: the port
+    this socket has was another socket's a moment ago, and a late answer to that one (from
+    another server, or another instance on the same host) may still come. Such a datagram is a
+    `stray`, never the server's answer. `from_anywhere` takes answers from any source, for the
+    case that judges where they come from (udp.reply-source)."""
+
+    def __init__(self, sock: socket.socket, addr: Addr, from_anywhere: bool = False) -> None:
         self.sock = sock
         self.addr = addr
         self.owed: collections.Counter[bytes] = collections.Counter()
         self.unasked: list[bytes] = []
+        self.strays: list[Addr] = []  # sources of datagrams from elsewhere, left out
         self.source: Addr | None = None  # where the last owed answer came from
+        self._from = None if from_anywhere else same_source(addr)
 
     def send(self, payload: bytes) -> None:
         self.sock.sendto(payload, self.addr)
@@ -44,9 +63,13 @@ class Exchange:
     def take(self, until: float) -> bytes | None:
         """The next answer that was owed (late ones included); None at `until`, or as soon as
         an answer owed to nothing came (kept in `unasked`)."""
-        got = recv_until(self.sock, until)
-        if got is None:
-            return None
+        while True:
+            got = recv_until(self.sock, until)
+            if got is None:
+                return None
+            if self._from is None or self._from(got[1]):
+                break
+            self.strays.append(got[1])
         if self.owed[got[0]] > 0:
             self.owed[got[0]] -= 1
             self.source = got[1]
@@ -66,6 +89,26 @@ class Exchange:
             if self.unasked:
                 return False, sent  # a wrong answer: the caller says which
         return False, tries
+
+
+def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        ip = ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def same_source(addr: Addr) -> Callable[[Addr], bool] | None:
+    """Whether a datagram's source is `addr`, addresses compared by value ("::1" is "0:0::1",
+    an IPv4-mapped address is its IPv4 one); None when `addr` is not a literal address, and
+    then any source is taken."""
+    want = _ip(addr[0])
+    if want is None:
+        return None
+    return lambda src: src[1] == addr[1] and _ip(src[0]) == want
 
 
 def recv_until(sock: socket.socket, until: float) -> tuple[bytes, Addr] | None:

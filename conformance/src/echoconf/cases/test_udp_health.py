@@ -44,12 +44,14 @@ def test_udp_health(server: Target, ctx: Ctx) -> None:
             except CaseFailure as e:
                 raise with_death(server, e)
     # Answers to ports that are closed by the time they come: the kernel queues ICMP errors
-    # for the server's socket, which a server must clear or never ask for.
-    with stopped(pid):
-        for i in range(VANISHING):
-            with udp_socket(server.addr) as gone:
-                gone.sendto(ctx.payload(32, f"gone/{i}"), server.addr)
+    # for the server's socket, which a server must clear or never ask for. The next client's
+    # socket is opened first: a port a vanished client had could be its port, and the late
+    # answer to that client would reach it.
     with udp_socket(server.addr) as s:
+        with stopped(pid):
+            for i in range(VANISHING):
+                with udp_socket(server.addr) as gone:
+                    gone.sendto(ctx.payload(32, f"gone/{i}"), server.addr)
         exact(server, Exchange(s, server.addr), ctx.payload(100, "after"), "After clients vanished")
     busy = runnable_during(server, ctx.profile.cpu_window, SPIN_LIMIT)
     fds = _settled_fds(pid, base_fds, 2.0)

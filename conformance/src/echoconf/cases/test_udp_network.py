@@ -76,7 +76,7 @@ def test_udp_reply_source(server: Target, ctx: Ctx, fresh_server: Callable[..., 
         # the wrong address still arrives and can be named.
         with contextlib.closing(socket_in(srv.pid, family)) as s:
             s.bind((here, 0))
-            ex = Exchange(s, (there, port))
+            ex = Exchange(s, (there, port), from_anywhere=True)
             payload = ctx.payload(64, f"source/{there}")
             exact(srv, ex, payload, f"A datagram to {there}:{port}")
             src = ex.source
