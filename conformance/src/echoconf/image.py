@@ -112,10 +112,13 @@ def run_profile(
     start = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
     try:
-        # A server of its own address: where run servers shared one (Lab.start_server's
-        # shared_namespace), a stray UDP answer of another run's server reached this run's
-        # client from the same address, and udp.health failed a correct server (CI at c4cca83).
-        srv = lab.start_server(image, command, port, prof, name=name, ready_timeout=ready_timeout, udp=udp)
+        # Without fault cases nothing cuts the server's network: where its command can be told
+        # a port, it joins a namespace that the lab's other runs share, a container start fewer.
+        # Their servers then share an address; the UDP client takes answers only from the port
+        # it asked (udpclient.Exchange), never another run's late one.
+        share = not faults and command is not None and any("{port}" in part for part in command)
+        srv = lab.start_server(image, command, port, prof, name=name, ready_timeout=ready_timeout, udp=udp,
+                               shared_namespace=share)
     except de.DockerEnvError as e:
         first = str(e).splitlines()[0]
         res.status, res.note = 2, f"server never ready: {first}"

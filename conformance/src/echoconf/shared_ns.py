@@ -13,9 +13,12 @@ their instances join it as neighbours, each on a port of its own block (PORT_BLO
 run's server). The parent's `Lab.close` removes it, as `lab.cleanup_stale` does when the parent
 is gone.
 
-`Lab.start_server(shared_namespace=True)` puts a run's server in such a namespace too. The runs
-do not use it yet: servers sharing an address let a late UDP answer of one reach another run's
-client, which takes answers from any source (see image.run_profile).
+A run's server needs a namespace of its own only when a fault case cuts its network
+(docker.disconnect-reconnect). Without fault cases, and where its command takes `{port}`, it
+joins the lab's shared namespace of its environment profile's network too, on the first port of
+its block (`Lab.start_server(shared_namespace=True)`): a namespace-making start fewer per cell.
+The servers then share an address, so a late UDP answer of one may reach another run's client
+on a reused port: the client takes answers only from the port it asked (udpclient.Exchange).
 
 Sharing one namespace changes nothing an instance is judged by: its process, limits and
 descriptors are its own, its sockets are told apart by their port, and the settings of the
