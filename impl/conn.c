@@ -6,6 +6,7 @@
 #include "echo.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -18,9 +19,39 @@
 #error "planted bugs are for fuzzing builds only"
 #endif
 
+/* Spare buffers, shared by every connection of the process (echo-threaded's
+ * threads too, hence the lock; it is uncontended in the event loops, and
+ * taken once per burst of bytes, not per byte). */
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned char *pool[ECHO_POOL_MAX];
+static size_t pooled;
+
+static unsigned char *buf_take(void)
+{
+    unsigned char *b = NULL;
+
+    if (pthread_mutex_lock(&pool_lock) == 0) {
+        if (pooled > 0)
+            b = pool[--pooled];
+        (void)pthread_mutex_unlock(&pool_lock);
+    }
+    return b != NULL ? b : malloc(ECHO_BUF_SIZE);
+}
+
+static void buf_give(unsigned char *b)
+{
+    if (b != NULL && pthread_mutex_lock(&pool_lock) == 0) {
+        if (pooled < ECHO_POOL_MAX) {
+            pool[pooled++] = b;
+            b = NULL;
+        }
+        (void)pthread_mutex_unlock(&pool_lock);
+    }
+    free(b); /* the pool is full: a burst is over, its memory goes back */
+}
+
 struct echo_conn *echo_conn_new(int fd)
 {
-    /* Only the header needs clearing: buf is written before it is read. */
     struct echo_conn *c = malloc(sizeof(*c));
 
     if (c == NULL)
@@ -30,6 +61,7 @@ struct echo_conn *echo_conn_new(int fd)
     c->watched = 0;
     c->head = 0;
     c->tail = 0;
+    c->buf = NULL;
     return c;
 }
 
@@ -40,6 +72,7 @@ void echo_conn_free(struct echo_conn *c)
     /* Linux releases the descriptor even when close() reports an error, and
      * by now all data has been handed to the kernel: nothing to retry. */
     (void)close(c->fd);
+    buf_give(c->buf);
     free(c);
 }
 
@@ -56,7 +89,13 @@ int echo_conn_service(struct echo_conn *c, unsigned ready)
     unsigned want = 0;
 
     if ((ready & ECHO_READ) && !c->eof && c->tail < ECHO_BUF_SIZE) {
-        ssize_t n = recv(c->fd, c->buf + c->tail, ECHO_BUF_SIZE - c->tail, 0);
+        ssize_t n;
+
+        /* Nothing is owed without a buffer: out of memory, the connection
+         * ends having lost nothing it read. */
+        if (c->buf == NULL && (c->buf = buf_take()) == NULL)
+            return ECHO_CONN_CLOSE;
+        n = recv(c->fd, c->buf + c->tail, ECHO_BUF_SIZE - c->tail, 0);
 
         if (n > 0) {
             c->tail += (size_t)n;
@@ -90,6 +129,8 @@ int echo_conn_service(struct echo_conn *c, unsigned ready)
 
     if (c->head == c->tail) {
         c->head = c->tail = 0;
+        buf_give(c->buf); /* idle until the next bytes come */
+        c->buf = NULL;
     } else if (c->head >= ECHO_BUF_SIZE / 2) {
         /* Room to read again without waiting for a slow reader to drain
          * everything; at most half the buffer moves. */

@@ -23,8 +23,13 @@
 
 /* Bytes read but not yet written back, per connection. When the buffer is
  * full the server stops reading from that client, so TCP flow control pushes
- * back on a client that sends without reading: memory stays bounded. */
+ * back on a client that sends without reading: memory stays bounded. A
+ * connection holds its buffer only while bytes are in flight (an idle one
+ * costs its small header), taken from and given back to a shared pool of at
+ * most ECHO_POOL_MAX spare buffers, so a busy server does not allocate per
+ * read. */
 #define ECHO_BUF_SIZE (64 * 1024)
+#define ECHO_POOL_MAX 16
 
 /* Readiness, as the backends report it and as connections ask for it. */
 #define ECHO_READ 1u
@@ -87,7 +92,7 @@ struct echo_conn {
     unsigned watched; /* ECHO_READ/ECHO_WRITE the loop currently waits for */
     size_t head;      /* first byte not yet written back */
     size_t tail;      /* end of the bytes read so far */
-    unsigned char buf[ECHO_BUF_SIZE];
+    unsigned char *buf; /* ECHO_BUF_SIZE bytes while head < tail, else NULL */
 };
 
 #define ECHO_CONN_CLOSE (-1) /* echo_conn_service: the connection is over */
