@@ -80,6 +80,8 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--command-in-image", metavar="CMD", help="command to run in the image instead of its own")
     d.add_argument("--faults", action="store_true", help="also pause/resume, cut/restore network, kill/restart")
     r.add_argument("pytest_args", nargs="*", help="extra pytest arguments after --")
+    from . import bench
+    bench.add_parser(sub)
     return p
 
 
@@ -98,6 +100,9 @@ def _time_scale(text: str) -> float:
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
+    if args.cmd == "bench":
+        from . import bench
+        return bench.main(args)
     if args.cmd == "run":
         docker_only = [flag for flag, given in (("--env-profile", args.env_profile), ("--faults", args.faults),
                                                 ("--command-in-image", args.command_in_image)) if given]
