@@ -90,13 +90,6 @@ class Cell:
     report: str = ""
     note: str = ""
 
-    def add(self, case_id: str, outcome: str, detail: str = "") -> None:
-        fam = case_id.split(".", 1)[0]
-        self.families.setdefault(fam, collections.Counter())[outcome] += 1
-        if outcome in BAD:
-            self.failures.append((case_id, outcome, detail))
-            self.status = max(self.status, 1)
-
 
 def harness_usable() -> bool:
     if not HARNESS.exists():

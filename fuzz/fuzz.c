@@ -29,13 +29,3 @@ unsigned fz_u16(void)
 
     return (hi << 8) | fz_u8();
 }
-
-size_t fz_bytes(const uint8_t **out, size_t len)
-{
-    if (len > fz_left)
-        len = fz_left;
-    *out = fz_data;
-    fz_data += len;
-    fz_left -= len;
-    return len;
-}

@@ -19,8 +19,6 @@ void fz_init(const uint8_t *data, size_t size);
 size_t fz_remaining(void);
 unsigned fz_u8(void);
 unsigned fz_u16(void);
-/* Up to len bytes, not copied: *out points into the input. */
-size_t fz_bytes(const uint8_t **out, size_t len);
 
 /* Assertions that never compile out (no NDEBUG), print both operands and
  * abort, so libFuzzer and the standalone driver both see a crash. */

@@ -314,11 +314,6 @@ void sim_client_reset(unsigned i)
         c->reset = 1;
 }
 
-int sim_client_was_reset(unsigned i)
-{
-    return clients[i].reset;
-}
-
 int sim_client_closed(unsigned i)
 {
     return clients[i].state == CL_CLOSED;

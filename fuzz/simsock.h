@@ -99,7 +99,6 @@ void sim_set_wait_hook(int (*hook)(void));
 unsigned sim_wait_failures(void);
 
 /* Blocking mode: the attached client's fate, for the final checks. */
-int sim_client_was_reset(unsigned i);
 int sim_client_closed(unsigned i);
 
 #endif

@@ -15,7 +15,7 @@ import socket
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 Addr = tuple[str, int]
 
@@ -479,18 +479,6 @@ def chunked(data: bytes, size: int) -> list[bytes]:
     return [data[i:i + size] for i in range(0, len(data), size)] or [b""]
 
 
-def echo_once(addr: Addr, payload: bytes, deadline: float = 5.0, *, shut_wr: bool = True,
-              chunk: int = 1 << 16, factory: SocketFactory | None = None,
-              rcvbuf: int | None = None, nodelay: bool = False) -> Flow:
-    sock = connect(addr, min(deadline, 2.0), factory=factory, rcvbuf=rcvbuf, nodelay=nodelay)
-    try:
-        flow = Flow(sock, chunked(payload, chunk), shut_wr=shut_wr)
-        exchange([flow], Deadline(deadline))
-        return flow
-    finally:
-        sock.close()
-
-
 # A connect that waits for this long outlasts the first SYN retransmission (after 1 s).
 SYN_RETRY = 2.0
 # While the server's own processes are busy (see `probe`), the probe waits for its echo this
@@ -569,14 +557,3 @@ def can_connect(addr: Addr, timeout: float = 0.2, factory: SocketFactory | None 
         return True
     except OSError:
         return False
-
-
-def iter_payload(seed: int, n: int) -> bytes:
-    """A seeded pseudo-random stream: a mismatch can be located by offset."""
-    import random
-
-    return random.Random(seed).randbytes(n)
-
-
-def concat(parts: Iterable[bytes]) -> bytes:
-    return b"".join(parts)

@@ -114,10 +114,6 @@ def get_run(config: pytest.Config) -> "EchoconfRun":
     return config.stash[RUN_KEY]
 
 
-class CaseResult(dict):
-    pass
-
-
 class EchoconfRun:
     """State of one conformance run, registered as a plugin object."""
 
@@ -307,7 +303,6 @@ class EchoconfRun:
                 print(f"{cid:28} {level:8} {grade.upper():6} {req}{extra}"
                       + (f" ({', '.join(fm)})" if fm else ""))
                 print(f"{'':28} {'':8} {'':6} why {grade.upper()}: {why}")
-        self.config.stash[LISTED_KEY] = rows
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
@@ -596,7 +591,6 @@ BAD = ("failed", "error", "xpassed")
 def _grade(item: pytest.Item) -> str:
     m = item.get_closest_marker("case")
     return m.kwargs.get("grade", "must") if m else "must"
-LISTED_KEY = pytest.StashKey[list]()
 PRIVATE_KEY = pytest.StashKey[list]()  # a case's private instances (fixture fresh_server)
 
 
