@@ -46,7 +46,7 @@ from echoconf import dockerenv as de  # noqa: E402
 from echoconf import image as img  # noqa: E402
 from echoconf.images import ensure_images  # noqa: E402
 from echoconf.lab import Lab, cleanup_stale  # noqa: E402
-from echoconf import registry  # noqa: E402
+from echoconf import registry, report  # noqa: E402
 from echoconf.caselib import FAMILIES  # noqa: E402
 
 
@@ -70,7 +70,7 @@ HARNESS = ROOT / "conformance" / "echoconf"
 # the two cores were half idle. Four passed every cell, also beside a process that keeps a core
 # busy (docker/README.md has the figures).
 JOBS = 4
-BAD = ("failed", "error", "xpassed")
+BAD = report.BAD
 
 
 def log(msg: str) -> None:

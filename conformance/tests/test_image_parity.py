@@ -12,7 +12,7 @@ import pytest
 from conftest import load_report, outcomes, run
 from test_image import PROBLEM, package
 
-from echoconf import registry
+from echoconf import registry, report
 
 pytestmark = [pytest.mark.skipif(PROBLEM is not None, reason=PROBLEM or ""), pytest.mark.timeout(3600)]
 
@@ -36,7 +36,7 @@ def test_every_broken_image_fails_exactly_its_local_cases(tmp_path_factory: pyte
         doc = load_report(out / "default")
         got = outcomes(doc)
         # docker.* are the image run's own checks, not cases of the local run.
-        failed = {c for c, o in got.items() if o in ("failed", "error", "xpassed") and not c.startswith("docker.")}
+        failed = {c for c, o in got.items() if o in report.BAD and not c.startswith("docker.")}
         # The skips a local run makes too: a capability the entry lacks, a case left unjudged
         # after another's verdict. Any other (private instances or processes out of reach) is
         # the image path falling short; docker.* skip by design without --faults or a limit.

@@ -29,9 +29,9 @@ from typing import Any
 import pytest
 
 from conftest import load_report, outcomes, run
-from echoconf import registry
+from echoconf import registry, report
 
-BAD = {"failed", "error", "xpassed"}
+BAD = set(report.BAD)
 ENTRIES = sorted(registry.load().values(), key=lambda i: (i.broken, i.key))
 JOBS = int(os.environ.get("ECHOCONF_META_JOBS", 3 * (os.cpu_count() or 2)))
 HANG_BOUND = os.environ.get("ECHOCONF_META_HANG_BOUND", "1")

@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from . import registry
+from . import registry, report
 from .caselib import FAMILIES
 
 PKG = Path(__file__).resolve().parent
@@ -319,7 +319,7 @@ def matrix(base: Path, impls: list[registry.Implementation], codes: dict[str, in
                       f"[{'green' if code == 0 else 'red'}]{code}[/]")
         combined["servers"][impl.name] = {"exit_status": code, "summary": doc["summary"],
                                           "failed": [c["id"] for c in doc["cases"]
-                                                     if c["outcome"] in ("failed", "error", "xpassed")]}
+                                                     if c["outcome"] in report.BAD]}
     combined["exit_status"] = worst
     (base / "summary.json").write_text(json.dumps(combined, indent=2) + "\n")
     console = Console(highlight=False, width=max(shutil.get_terminal_size((120, 20)).columns, 110))

@@ -39,10 +39,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from . import report
 from .caselib import FAMILIES
 
 PKG = Path(__file__).resolve().parent
-BAD = ("failed", "error", "xpassed")
+BAD = report.BAD
 
 Line = Callable[[str], None]
 

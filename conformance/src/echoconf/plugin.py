@@ -585,7 +585,7 @@ class EchoconfRun:
 
 
 META_KEY = pytest.StashKey[dict]()
-BAD = ("failed", "error", "xpassed")
+BAD = report.BAD
 
 
 def _grade(item: pytest.Item) -> str:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 VERSION = 2
 OUTCOMES = ("passed", "failed", "error", "xpassed", "xfailed", "skipped")
-BAD = ("failed", "error", "xpassed")
+BAD = ("failed", "error", "xpassed")  # the outcomes that fail a case: every module reads this one
 
 
 def environment() -> dict[str, Any]:
