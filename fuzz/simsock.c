@@ -502,6 +502,15 @@ ssize_t __wrap_recv(int fd, void *buf, size_t len, int flags)
     n = c->sent - c->read < len ? (size_t)(c->sent - c->read) : len;
     if (n > cap)
         n = cap;
+    if (flags & MSG_PEEK) {
+        /* A look at what waits: the next recv() gets the same bytes. */
+        CHECK_EQ(flags, MSG_PEEK, "recv flags");
+        if (n > 0)
+            simsock_pattern_fill((unsigned)(c - clients), c->read, buf, n);
+        TRACE("recv(%d, %zu, MSG_PEEK) = %zu\n", fd, len, n);
+        return (ssize_t)n;
+    }
+    CHECK_EQ(flags, 0, "recv flags");
     if (n == 0) {
         c->eof_seen = 1;
         TRACE("recv(%d) = 0 (EOF)\n", fd);

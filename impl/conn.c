@@ -151,7 +151,10 @@ int echo_conn_service(struct echo_conn *c, unsigned ready)
 /* Serves one connection on a blocking socket until it is over, then closes
  * it. echo_conn_service() keeps sending until everything read is written
  * (a short send only means another round), so a client that stops reading
- * blocks the echo and, through it, further reads: backpressure. */
+ * blocks the echo and, through it, further reads: backpressure. With
+ * nothing owed, the wait for the client's next bytes is a peek, which needs
+ * no buffer: an idle client of echo-threaded costs its thread's stack, not
+ * a buffer besides. */
 int echo_stream(int fd)
 {
     struct echo_conn *c = echo_conn_new(fd);
@@ -160,8 +163,21 @@ int echo_stream(int fd)
         (void)close(fd);
         return ECHO_ERR;
     }
-    while (echo_conn_service(c, ECHO_READ | ECHO_WRITE) != ECHO_CONN_CLOSE)
-        ;
+    for (;;) {
+        if (c->buf == NULL) {
+            unsigned char b;
+            ssize_t n;
+
+            do
+                n = recv(fd, &b, 1, MSG_PEEK);
+            while (n < 0 && errno == EINTR);
+            if (n < 0)
+                break; /* reset: this connection only */
+            /* bytes or the client's EOF: echo_conn_service() reads either */
+        }
+        if (echo_conn_service(c, ECHO_READ | ECHO_WRITE) == ECHO_CONN_CLOSE)
+            break;
+    }
     echo_conn_free(c);
     return ECHO_OK;
 }

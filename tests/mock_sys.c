@@ -624,17 +624,29 @@ int __wrap_clock_gettime(clockid_t clk, struct timespec *ts)
 
 /* ---- the script helpers ---- */
 
-static void recv_result(int fd, size_t room, ssize_t ret, int err, const void *data)
+static void recv_flags_result(int fd, size_t room, int flags, ssize_t ret, int err, const void *data)
 {
     expect_value(__wrap_recv, fd, fd);
     if (room == MOCK_ANY_LEN)
         expect_any(__wrap_recv, len);
     else
         expect_value(__wrap_recv, len, room);
-    expect_value(__wrap_recv, flags, 0);
+    expect_value(__wrap_recv, flags, flags);
     will_return(__wrap_recv, ret);
     will_return(__wrap_recv, err);
     will_return(__wrap_recv, cast_ptr_to_largest_integral_type(data));
+}
+
+static void recv_result(int fd, size_t room, ssize_t ret, int err, const void *data)
+{
+    recv_flags_result(fd, room, 0, ret, err, data);
+}
+
+void mock_recv_wait(int fd, ssize_t ret, int err)
+{
+    static const unsigned char any = 0;
+
+    recv_flags_result(fd, 1, MSG_PEEK, ret, err, ret > 0 ? &any : NULL);
 }
 
 void mock_recv_data(int fd, size_t room, const void *data, size_t n)

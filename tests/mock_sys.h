@@ -52,6 +52,9 @@ void mock_sent_clear(int fd);
 void mock_recv_data(int fd, size_t room, const void *data, size_t n);
 void mock_recv_error(int fd, size_t room, int err);
 void mock_recv_eof(int fd, size_t room);
+/* echo_stream's wait for the client while nothing is owed: recv(fd, 1 byte,
+ * MSG_PEEK) returning ret (1: bytes wait, 0: EOF, -1: errno err). */
+void mock_recv_wait(int fd, ssize_t ret, int err);
 
 /* send(fd, buf, len, MSG_NOSIGNAL) takes the first take bytes, or fails. */
 void mock_send_take(int fd, size_t len, size_t take);
