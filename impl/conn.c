@@ -171,9 +171,8 @@ int echo_stream(int fd)
             do
                 n = recv(fd, &b, 1, MSG_PEEK);
             while (n < 0 && errno == EINTR);
-            if (n < 0)
-                break; /* reset: this connection only */
-            /* bytes or the client's EOF: echo_conn_service() reads either */
+            if (n <= 0)
+                break; /* the client finished with nothing owed, or reset */
         }
         if (echo_conn_service(c, ECHO_READ | ECHO_WRITE) == ECHO_CONN_CLOSE)
             break;
