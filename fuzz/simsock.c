@@ -503,10 +503,13 @@ ssize_t __wrap_recv(int fd, void *buf, size_t len, int flags)
     if (n > cap)
         n = cap;
     if (flags & MSG_PEEK) {
-        /* A look at what waits: the next recv() gets the same bytes. */
+        /* A look at what waits: the next recv() gets the same bytes. A
+         * peeked EOF is the server's to act on as a read one. */
         CHECK_EQ(flags, MSG_PEEK, "recv flags");
         if (n > 0)
             simsock_pattern_fill((unsigned)(c - clients), c->read, buf, n);
+        else
+            c->eof_seen = 1;
         TRACE("recv(%d, %zu, MSG_PEEK) = %zu\n", fd, len, n);
         return (ssize_t)n;
     }
