@@ -25,6 +25,23 @@ def run(*args: str, timeout: float = 300, env: dict[str, str] | None = None) -> 
                           timeout=timeout, cwd=REPO, env=env)
 
 
+def can_unshare_net() -> bool:
+    """A network namespace of one's own can be had: root and unshare(1)."""
+    import os
+    import shutil
+
+    return os.geteuid() == 0 and shutil.which("unshare") is not None
+
+
+def run_in_netns(*args: str, setup: str = "", timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """`echoconf ARGS` in a network namespace of its own (can_unshare_net): its loopback up,
+    then the shell commands `setup` (sysctls of that namespace); nothing else's traffic there,
+    and no connection tracking, which a Docker engine turns on for the host's."""
+    script = "ip link set lo up" + (f" && {setup}" if setup else "") + ' && exec "$@"'
+    return subprocess.run(["unshare", "-n", "sh", "-c", script, "sh", sys.executable, str(ECHOCONF), *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
 def badecho(bug: str = "none") -> str:
     return f"{sys.executable} {SERVERS / 'badecho.py'} --port {{port}} --bug {bug}"
 

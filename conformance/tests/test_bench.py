@@ -4,7 +4,6 @@ datagram or an unserved connection fails it, so that a fast-but-wrong server nev
 from __future__ import annotations
 
 import os
-import resource
 import signal
 import socket
 import subprocess
@@ -15,6 +14,7 @@ from typing import Callable, Iterator
 import pytest
 
 from echoconf import registry
+from echoconf.bench import room_for_descriptors
 from echoconf.target import free_port
 
 BENCH = registry.find_binary("echo-bench")
@@ -46,15 +46,7 @@ def _announced(proc: subprocess.Popen[bytes]) -> None:
 def _room_for_connections() -> None:
     """In the server's process: descriptors for the 1500 connections of the hold below (the
     hard limit too where it is lower and this runs as root, as echo-bench does)."""
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = 4096
-    if hard != resource.RLIM_INFINITY and hard < want:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
-            return
-        except (ValueError, OSError):
-            want = hard
-    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    room_for_descriptors(4096)
 
 
 @pytest.fixture

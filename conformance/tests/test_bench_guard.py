@@ -14,15 +14,12 @@ measured in the same run and must fall below it: the guard can fail."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import ECHOCONF, REPO, run
+from conftest import can_unshare_net, run, run_in_netns
 from echoconf import registry
 
 pytestmark = [pytest.mark.skipif(registry.find_binary("echo-baseline") is None,
@@ -59,11 +56,9 @@ def test_reference_servers_keep_pace_with_a_minimal_epoll_echo(tmp_path: Path) -
             "--no-plots", "--out", str(tmp_path)]
     for m in MODES:
         args += ["--mode", m]
-    if os.geteuid() == 0 and shutil.which("unshare"):
-        # A network namespace of its own: no connection tracking (which a Docker engine turns
-        # on for the host, and which drops SYNs once full) and no other traffic on its loopback.
-        p = subprocess.run(["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", sys.executable,
-                            str(ECHOCONF), *args], capture_output=True, text=True, timeout=500, cwd=REPO)
+    if can_unshare_net():
+        # No connection tracking there, which drops SYNs once full, and no other traffic.
+        p = run_in_netns(*args, timeout=500)
     else:
         p = run(*args, timeout=500)
     assert p.returncode == 0, p.stdout + p.stderr

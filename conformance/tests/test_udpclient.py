@@ -4,18 +4,14 @@ PortUnreachables (only the ICMP messages about the given ports count)."""
 from __future__ import annotations
 
 import os
-import shlex
-import shutil
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import ECHOCONF, REPO, load_report, outcomes
+from conftest import can_unshare_net, load_report, outcomes, run_in_netns
 from echoconf.udpclient import Exchange, PortUnreachables, udp_socket
 
 
@@ -134,8 +130,7 @@ def test_port_unreachables_count_only_the_ports_asked_about(family: int, host: s
         watch.close()
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
-                    reason="a network namespace of its own needs root and unshare")
+@pytest.mark.skipif(not can_unshare_net(), reason="a network namespace of its own needs root and unshare")
 def test_vanished_clients_ports_taken_again_at_once_are_no_wrong_answer(tmp_path: Path) -> None:
     """udp.unreachable and udp.health close 64 clients before their answers come, then ask with
     a new client. With 71 ephemeral ports in all, that client would nearly always get a port
@@ -145,11 +140,9 @@ def test_vanished_clients_ports_taken_again_at_once_are_no_wrong_answer(tmp_path
     binary = registry.find_binary("echo-epoll")
     if binary is None:
         pytest.skip(f"echo-epoll is not built ({registry.BUILD_HINT})")
-    script = ("ip link set lo up && sysctl -qw net.ipv4.ip_local_port_range='40000 40070' && "
-              f"exec {shlex.quote(sys.executable)} {shlex.quote(str(ECHOCONF))} run --builtin echo-epoll "
-              f"--case udp.unreachable --case udp.health --report {shlex.quote(str(tmp_path))} --no-summary")
     for _ in range(3):  # each try would have met a reused port with 64 chances in about 70
-        proc = subprocess.run(["unshare", "-n", "sh", "-c", script], capture_output=True, text=True,
-                              timeout=240, cwd=REPO)
+        proc = run_in_netns("run", "--builtin", "echo-epoll", "--case", "udp.unreachable", "--case", "udp.health",
+                            "--report", str(tmp_path), "--no-summary",
+                            setup="sysctl -qw net.ipv4.ip_local_port_range='40000 40070'", timeout=240)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
         assert outcomes(load_report(tmp_path)) == {"udp.unreachable": "passed", "udp.health": "passed"}

@@ -19,6 +19,7 @@ unsigned long long now_ns(void);
 void pattern_init(void);
 const unsigned char *stream_at(int i, unsigned long long off);
 int connect_to(const char *host, const char *port);
+int epoll_watch(int ep, int fd, unsigned events, unsigned idx);
 int ensure_nofile(int conns);
 
 /* hist.c */

@@ -9,6 +9,7 @@
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -111,6 +112,19 @@ int ensure_nofile(int conns)
     if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
         fprintf(stderr, "echo-bench: %d connections need %llu descriptors: %s (as root: ulimit -Hn %llu)\n",
                 conns, (unsigned long long)want, strerror(errno), (unsigned long long)want);
+        return -1;
+    }
+    return 0;
+}
+
+/* Adds a socket of the mode's idx-th client to the epoll set, the index as
+ * its event data; -1 with a message when it cannot. */
+int epoll_watch(int ep, int fd, unsigned events, unsigned idx)
+{
+    struct epoll_event e = {.events = events, .data.u32 = idx};
+
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e) < 0) {
+        perror("echo-bench: epoll_ctl");
         return -1;
     }
     return 0;

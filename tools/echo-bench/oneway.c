@@ -216,15 +216,9 @@ int oneway(const char *host, int conns, double seconds)
         goto out;
     }
     for (int i = 0; i < conns; i++) {
-        struct epoll_event e = {.events = EPOLLOUT, .data.u32 = (unsigned)i};
-
         fds[i] = connect_to(v6 ? "::1" : "127.0.0.1", port);
-        if (fds[i] < 0)
+        if (fds[i] < 0 || epoll_watch(ep, fds[i], EPOLLOUT, (unsigned)i) < 0)
             goto out;
-        if (epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &e) < 0) {
-            perror("echo-bench: epoll_ctl");
-            goto out;
-        }
     }
     start = now();
     stop_at = start + seconds;

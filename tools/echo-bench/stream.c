@@ -92,15 +92,9 @@ int stream(const char *host, const char *port, int conns, double seconds, int pi
         goto out;
     }
     for (int i = 0; i < conns; i++) {
-        struct epoll_event e = {.events = EPOLLIN | EPOLLOUT, .data.u32 = (unsigned)i};
-
         cl[i].fd = connect_to(host, port);
-        if (cl[i].fd < 0)
+        if (cl[i].fd < 0 || epoll_watch(ep, cl[i].fd, EPOLLIN | EPOLLOUT, (unsigned)i) < 0)
             goto out;
-        if (epoll_ctl(ep, EPOLL_CTL_ADD, cl[i].fd, &e) < 0) {
-            perror("echo-bench: epoll_ctl");
-            goto out;
-        }
     }
 
     start = now();

@@ -156,15 +156,9 @@ int udp(const char *host, const char *port, int conns, double seconds, size_t si
         goto out;
     }
     for (int i = 0; i < conns; i++) {
-        struct epoll_event e = {.events = EPOLLIN, .data.u32 = (unsigned)i};
-
         pr[i].fd = udp_open(res, host, port);
-        if (pr[i].fd < 0)
+        if (pr[i].fd < 0 || epoll_watch(ep, pr[i].fd, EPOLLIN, (unsigned)i) < 0)
             goto out;
-        if (epoll_ctl(ep, EPOLL_CTL_ADD, pr[i].fd, &e) < 0) {
-            perror("echo-bench: epoll_ctl");
-            goto out;
-        }
     }
     start = now();
     stop_at = start + seconds;

@@ -215,13 +215,12 @@ def add_parser(sub: Any) -> None:
     b.add_argument("--no-plots", action="store_true", help="bench.json and the table only")
 
 
-def room_for_connections(n: int) -> None:
-    """Descriptors for `n` connections in this process and the servers it starts (they inherit
-    the limit): the soft limit raised to the hard one, and the hard one too as root."""
+def room_for_descriptors(want: int) -> None:
+    """RLIMIT_NOFILE of at least `want` in this process and the processes it starts (they
+    inherit it): the soft limit raised, and the hard one too where it is lower, as root."""
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = n + 256
     if hard != resource.RLIM_INFINITY and hard < want:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
@@ -238,7 +237,7 @@ def main(opts: argparse.Namespace) -> int:
     if opts.seconds <= 0 or opts.seconds > 60 or opts.repeat < 1 or opts.hold < 1:
         print("echoconf bench: --seconds in (0, 60], --repeat >= 1, --hold >= 1", file=sys.stderr)
         return 2
-    room_for_connections(opts.hold)
+    room_for_descriptors(opts.hold + 256)  # the hold's connections, and the rest of the run
     try:
         with benchout.Progress() as prog:
             doc = measure(opts, prog.say)
